@@ -1,0 +1,367 @@
+"""Stage drivers: segmentation per z-slab + stitching, attributes per slab + gather."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from holocat.io import (
+    create_ome_zarr,
+    finalize_ome_zarr,
+    open_ome_zarr,
+    provenance,
+    read_table,
+    write_json_atomic,
+    write_region,
+    write_table,
+)
+from holocat.pipeline.common import discard_manifest, read_json, write_part
+from holocat.pipeline.plan import chunk_ranges
+
+__all__ = [
+    "segment_init",
+    "segment_slab",
+    "segment_stitch",
+    "attributes_slab",
+    "attributes_gather",
+    "attributes_truth",
+]
+
+log = logging.getLogger(__name__)
+
+_N_SAMPLE = 2_000_000  # voxels drawn for the volume-wide intensity statistics
+
+
+def _volume_sample(arr, slab_rows: int, rng: np.random.Generator) -> np.ndarray:
+    """A random subsample of a (lazy) volume's voxels, read slab by slab (memory bounded by a slab)."""
+    n = int(np.prod(arr.shape))
+    frac = min(1.0, _N_SAMPLE / n)
+    out = []
+    for z0, z1 in chunk_ranges(arr.shape[0], slab_rows):
+        block = np.asarray(arr[z0:z1]).ravel()
+        k = max(1, int(round(block.size * frac)))
+        out.append(rng.choice(block, size=k, replace=False) if k < block.size else block)
+    return np.concatenate(out)
+
+
+def segment_init(volume_store: str | Path, slabs_store: str | Path, params: dict) -> None:
+    """Volume-wide normalisation and threshold (so every slab uses one scale); empty slab-label store."""
+    from skimage.filters import threshold_otsu
+
+    img = open_ome_zarr(volume_store)
+    slab = int(params["slab_rows"])
+    sample = _volume_sample(img.array, slab, np.random.default_rng(0))
+    if not np.all(np.isfinite(sample)):
+        raise ValueError(f"{volume_store}: the volume contains NaN or inf")
+    lo, hi = (float(v) for v in np.percentile(sample, [1.0, 99.8]))
+    if not hi > lo:
+        raise ValueError(f"{volume_store}: the volume is constant ({lo}); nothing to segment")
+    norm = (sample - lo) / (hi - lo)
+    threshold = float(threshold_otsu(norm))
+    log.info(
+        "normalisation: p1 %.4g, p99.8 %.4g; Otsu threshold %.3f (normalised)", lo, hi, threshold
+    )
+    shape = tuple(int(v) for v in img.array.shape)
+    discard_manifest(slabs_store)
+    create_ome_zarr(
+        slabs_store,
+        shape,
+        np.uint32,
+        chunks=(slab, shape[1], shape[2]),
+        voxel_size_um=img.voxel_size_um,
+        name="slab_labels",
+        labels=True,
+        attrs={"note": "slab-local labels before stitching"},
+        overwrite=True,
+    )
+    write_json_atomic(
+        Path(f"{slabs_store}.init.json"),
+        {
+            "shape": list(shape),
+            "low": lo,
+            "high": hi,
+            "threshold": threshold,
+            "params": params,
+            "volume": str(volume_store),
+        },
+    )
+
+
+def _watershed_params(params: dict, init: dict) -> dict:
+    ws = dict(params.get("watershed", {}))
+    ws["threshold"] = init["threshold"]
+    return ws
+
+
+def segment_slab(
+    volume_store: str | Path, slabs_store: str | Path, slab: int, params: dict, out: str | Path
+) -> None:
+    """Segment z-slab ``slab`` with a halo of ``halo_rows`` rows; write its core with local ids 1..n."""
+    from holocat.segment import segment_slab as seg
+
+    t0 = time.perf_counter()
+    init = read_json(f"{slabs_store}.init.json")
+    img = open_ome_zarr(volume_store)
+    n = img.array.shape[0]
+    slabs = chunk_ranges(n, int(init["params"]["slab_rows"]))
+    if not 0 <= slab < len(slabs):
+        raise ValueError(f"--slab: expected 0..{len(slabs) - 1}; got {slab}")
+    z0, z1 = slabs[slab]
+    h = int(params["halo_rows"])
+    a, b = max(0, z0 - h), min(n, z1 + h)
+    block = np.asarray(img.array[a:b], dtype=np.float32)
+    block = (block - init["low"]) / (init["high"] - init["low"])
+    labels = seg(block, halo=(z0 - a, b - z1), **_watershed_params(params, init)).astype(np.uint32)
+    write_region(slabs_store, labels, (z0, 0, 0))
+    n_labels = int(labels.max()) if labels.size else 0
+    write_part(
+        out, {"start": z0, "stop": z1, "n_labels": n_labels, "seconds": time.perf_counter() - t0}
+    )
+    log.info(
+        "segment slab %d: rows [%d, %d) + halo -> %d labels in %.1f s",
+        slab,
+        z0,
+        z1,
+        n_labels,
+        time.perf_counter() - t0,
+    )
+
+
+def segment_stitch(
+    slabs_store: str | Path,
+    labels_store: str | Path,
+    parts: list[str],
+    index_out: str | Path,
+    *,
+    min_overlap: float = 0.5,
+) -> None:
+    """Merge slab-local labels across slab boundaries into consecutive global ids; write labels + index.
+
+    The labels store is created as incomplete, written slab by slab and only then finalised (manifest),
+    so a killed stitch leaves nothing that looks complete; the index table lists each particle's
+    bounding box (for the attribute jobs).
+    """
+    from scipy import ndimage
+
+    from holocat.segment import apply_lookup, face_merge_pairs, stitch_tables
+
+    t0 = time.perf_counter()
+    init = read_json(f"{slabs_store}.init.json")
+    src = open_ome_zarr(slabs_store)
+    info = sorted((read_json(p) for p in parts), key=lambda d: d["start"])
+    shape = tuple(init["shape"])
+    if [(d["start"], d["stop"]) for d in info] != chunk_ranges(
+        shape[0], int(init["params"]["slab_rows"])
+    ):
+        raise ValueError(
+            f"{slabs_store}: the slab parts do not tile the volume: {[d['start'] for d in info]}"
+        )
+    counts = [int(d["n_labels"]) for d in info]
+    pairs = []
+    for d in info[:-1]:
+        z = d["stop"]
+        pairs.append(
+            face_merge_pairs(
+                np.asarray(src.array[z - 1]), np.asarray(src.array[z]), min_overlap=min_overlap
+            )
+        )
+    luts = stitch_tables(counts, pairs)
+    n_total = int(max((int(lut.max()) for lut in luts), default=0))
+    discard_manifest(labels_store)
+    create_ome_zarr(
+        labels_store,
+        shape,
+        np.uint32,
+        chunks=tuple(src.array.chunks),
+        voxel_size_um=src.voxel_size_um,
+        name="labels",
+        labels=True,
+        overwrite=True,
+        attrs={
+            "n_particles": n_total,
+            "method": init["params"].get("method"),
+            "thresholds": {
+                "intensity": init["threshold"],
+                "prob_threshold": init["params"].get("prob_threshold"),
+                "nms_threshold": init["params"].get("nms_threshold"),
+            },
+        },
+    )
+    boxes: dict[int, list[int]] = {}
+    sizes = np.zeros(n_total + 1, dtype=np.int64)
+    for d, lut in zip(info, luts, strict=True):
+        z0, z1 = d["start"], d["stop"]
+        glob = apply_lookup(np.asarray(src.array[z0:z1]), lut).astype(np.uint32)
+        write_region(labels_store, glob, (z0, 0, 0))
+        sizes += np.bincount(glob.ravel(), minlength=n_total + 1)[: n_total + 1]
+        for lab, sl in enumerate(ndimage.find_objects(glob), start=1):
+            if sl is None:
+                continue
+            bb = [
+                sl[0].start + z0,
+                sl[0].stop + z0,
+                sl[1].start,
+                sl[1].stop,
+                sl[2].start,
+                sl[2].stop,
+            ]
+            if lab in boxes:
+                old = boxes[lab]
+                bb = [
+                    min(old[0], bb[0]),
+                    max(old[1], bb[1]),
+                    min(old[2], bb[2]),
+                    max(old[3], bb[3]),
+                    min(old[4], bb[4]),
+                    max(old[5], bb[5]),
+                ]
+            boxes[lab] = bb
+    index = pd.DataFrame(
+        [[lab, *bb, int(sizes[lab])] for lab, bb in sorted(boxes.items())],
+        columns=["label", "z0", "z1", "y0", "y1", "x0", "x1", "n_voxels"],
+    )
+    prov = provenance(
+        "segment_stitch",
+        init["params"],
+        inputs=[str(p) for p in parts],
+        extra={"n_particles": n_total, "merges": [len(p) for p in pairs]},
+    )
+    write_table(index, index_out, metadata={"provenance": prov}, csv=False)
+    finalize_ome_zarr(labels_store, provenance=prov)
+    log.info(
+        "stitched %d slabs: %d particles (%d merges) in %.1f s",
+        len(info),
+        n_total,
+        sum(len(p) for p in pairs),
+        time.perf_counter() - t0,
+    )
+
+
+def _attribute_kwargs(params: dict) -> dict:
+    return {k: params[k] for k in ("r_close_um", "contact_gap_um", "erode_edensity") if k in params}
+
+
+def attributes_slab(
+    labels_store: str | Path,
+    volume_store: str | Path,
+    index_path: str | Path,
+    slab: int,
+    params: dict,
+    out: str | Path,
+) -> None:
+    """Local (per-particle) attributes of the particles whose bounding box starts in z-slab ``slab``.
+
+    Every particle is owned by exactly one slab and computed whole, on a block that spans its
+    bounding box (plus the morphology margin), so slab seams never split or double-count particles.
+    """
+    from holocat.attributes import particle_attributes
+
+    t0 = time.perf_counter()
+    labels = open_ome_zarr(labels_store)
+    volume = open_ome_zarr(volume_store)
+    if tuple(labels.array.shape) != tuple(volume.array.shape):
+        raise ValueError(
+            f"{labels_store} {labels.array.shape} and {volume_store} {volume.array.shape}: "
+            "labels and volume shapes differ"
+        )
+    index, _ = read_table(index_path)
+    shape = tuple(int(v) for v in labels.array.shape)
+    slabs = chunk_ranges(shape[0], int(params["slab_rows"]))
+    if not 0 <= slab < len(slabs):
+        raise ValueError(f"--slab: expected 0..{len(slabs) - 1}; got {slab}")
+    s0, s1 = slabs[slab]
+    owned = index[(index["z0"] >= s0) & (index["z0"] < s1)]
+    vox = float(labels.voxel_size_um[-1])
+    if owned.empty:
+        table = pd.DataFrame()
+    else:
+        margin = int(np.ceil(float(params.get("r_close_um", 0.7)) / vox)) + 3
+        a = max(0, int(owned["z0"].min()) - margin)
+        b = min(shape[0], int(owned["z1"].max()) + margin)
+        table = particle_attributes(
+            np.asarray(labels.array[a:b]),
+            np.asarray(volume.array[a:b], dtype=np.float32),
+            voxel_size_um=vox,
+            label_ids=owned["label"].to_numpy(),
+            offset_vox=(a, 0, 0),
+            full_shape=shape,
+            **_attribute_kwargs(params),
+        )
+    write_table(table, out, metadata={"slab": slab, "rows": [s0, s1]}, csv=False)
+    log.info(
+        "attributes slab %d: %d particles in %.1f s", slab, len(owned), time.perf_counter() - t0
+    )
+
+
+def _finish_table(
+    table: pd.DataFrame, labels_arr, voxel_size_um: float, params: dict
+) -> pd.DataFrame:
+    """Volume-wide attributes: PDensity from a summed-area table, then the neighbour attributes."""
+    from holocat.attributes import neighbour_attributes, pdensity, summed_area_table
+
+    slab = int(params.get("slab_rows", 64))
+    mask = np.concatenate(
+        [np.asarray(labels_arr[z0:z1]) > 0 for z0, z1 in chunk_ranges(labels_arr.shape[0], slab)]
+    )
+    sat = summed_area_table(mask)
+    cube_vox = float(params.get("pdensity_cube_um", 100.0)) / voxel_size_um
+    centroids = table[["Z", "Y", "X"]].to_numpy() / voxel_size_um
+    table = table.copy()
+    table["PDensity"] = pdensity(centroids, sat, cube_vox)
+    return neighbour_attributes(table)
+
+
+def _table_metadata(params: dict, inputs: list[str], stage: str) -> dict:
+    from holocat.attributes import ATTRIBUTE_DEFINITIONS, ATTRIBUTE_UNITS
+
+    return {
+        "units": ATTRIBUTE_UNITS,
+        "definitions": ATTRIBUTE_DEFINITIONS,
+        "provenance": provenance(stage, params, inputs=inputs),
+    }
+
+
+def attributes_gather(
+    labels_store: str | Path, out: str | Path, parts: list[str], params: dict
+) -> None:
+    """Concatenate the slab tables, add the volume-wide attributes, ``sample`` and ``cycles``."""
+    from holocat.attributes import TABLE_S1_COLUMNS
+
+    labels = open_ome_zarr(labels_store)
+    tables = [read_table(p)[0] for p in parts]
+    table = pd.concat([t for t in tables if not t.empty], ignore_index=True)
+    if table.empty:
+        raise ValueError(
+            f"{labels_store}: no particles to describe (all attribute parts are empty)"
+        )
+    table = table.sort_values("label", ignore_index=True)
+    if table["label"].duplicated().any():
+        raise ValueError("attribute parts overlap: a particle was computed by two slabs")
+    table = _finish_table(table, labels.array, float(labels.voxel_size_um[-1]), params)
+    table.insert(len(TABLE_S1_COLUMNS), "sample", params["sample"])
+    table.insert(len(TABLE_S1_COLUMNS) + 1, "cycles", int(params["cycles"]))
+    write_table(table, out, metadata=_table_metadata(params, [str(p) for p in parts], "attributes"))
+    log.info("attributes of %d particles -> %s", len(table), out)
+
+
+def attributes_truth(truth_dir: str | Path, out: str | Path, params: dict) -> None:
+    """Attributes of the simulator's ground-truth labels on its δ map (the validation reference)."""
+    from holocat.attributes import extract
+
+    truth_dir = Path(truth_dir)
+    labels = open_ome_zarr(truth_dir / "labels.ome.zarr")
+    delta = open_ome_zarr(truth_dir / "delta.ome.zarr")
+    vox = float(labels.voxel_size_um[-1])
+    table = extract(
+        np.asarray(labels.array[:]),
+        np.asarray(delta.array[:]),
+        voxel_size_um=vox,
+        pdensity_cube_um=float(params.get("pdensity_cube_um", 100.0)),
+        **_attribute_kwargs(params),
+    )
+    write_table(table, out, metadata=_table_metadata(params, [str(truth_dir)], "truth_attributes"))
+    log.info("ground-truth attributes of %d particles -> %s", len(table), out)

@@ -1,0 +1,72 @@
+# Stage 5: particle segmentation over z-slabs with a halo, then stitching into one label image.
+
+
+rule segment_init:
+    input:
+        "results/{sample}/volume.ome.zarr.manifest.json",
+    output:
+        "results/{sample}/segment.slabs.zarr.init.json",
+    params:
+        p=lambda w: as_json(config["segment"] | {"slab_rows": config["slab_rows"]}),
+        code=code_digest("segment"),
+    log:
+        "logs/segment_init/{sample}.log",
+    benchmark:
+        "results/benchmarks/segment_init/{sample}.tsv"
+    threads: 1
+    resources:
+        mem_mb=RES["mem_mb"],
+        runtime=10,
+    conda:
+        f"{ENVS}/segment.yaml"
+    shell:
+        "holocat segment init results/{wildcards.sample}/volume.ome.zarr "
+        "results/{wildcards.sample}/segment.slabs.zarr --params {params.p} >{log} 2>&1"
+
+
+rule segment:
+    input:
+        volume="results/{sample}/volume.ome.zarr.manifest.json",
+        init="results/{sample}/segment.slabs.zarr.init.json",
+    output:
+        "results/{sample}/segment.slabs.zarr.parts/{slab}.json",
+    params:
+        p=lambda w: as_json(config["segment"]),
+        code=code_digest("segment"),
+    log:
+        "logs/segment/{sample}/{slab}.log",
+    benchmark:
+        "results/benchmarks/segment/{sample}/{slab}.tsv"
+    threads: 2
+    resources:
+        mem_mb=RES["mem_mb"],
+        runtime=RES["runtime_min"],
+        gpu=0,
+    conda:
+        f"{ENVS}/segment.yaml"
+    shell:
+        "holocat segment slab results/{wildcards.sample}/volume.ome.zarr "
+        "results/{wildcards.sample}/segment.slabs.zarr --slab {wildcards.slab} --params {params.p} "
+        "--out {output} >{log} 2>&1"
+
+
+rule segment_stitch:
+    input:
+        init="results/{sample}/segment.slabs.zarr.init.json",
+        parts=slab_parts("segment"),
+    output:
+        manifest="results/{sample}/labels.ome.zarr.manifest.json",
+        index="results/{sample}/labels.index.parquet",
+    log:
+        "logs/segment_stitch/{sample}.log",
+    benchmark:
+        "results/benchmarks/segment_stitch/{sample}.tsv"
+    threads: 1
+    resources:
+        mem_mb=RES["mem_mb"],
+        runtime=RES["runtime_min"],
+    conda:
+        f"{ENVS}/segment.yaml"
+    shell:
+        "holocat segment stitch results/{wildcards.sample}/segment.slabs.zarr "
+        "results/{wildcards.sample}/labels.ome.zarr --index {output.index} {input.parts} >{log} 2>&1"
