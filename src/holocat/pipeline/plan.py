@@ -80,7 +80,7 @@ def sample_plan(config: dict, source: str) -> SamplePlan:
         scan = read_raw_scan(source)
         n_angles = int(scan.data.shape[1])
         det = (int(scan.data.shape[2]), int(scan.data.shape[3]))
-        hint = scan.attrs.get("simulated", {}).get("sample_shape") if scan.attrs else None
+        hint = (scan.extra or {}).get("simulated", {}).get("sample_shape")
         sample_shape = tuple(int(v) for v in hint) if hint else None
     if roi == "auto" and sample_shape is not None:
         volume_shape = sample_shape

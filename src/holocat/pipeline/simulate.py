@@ -120,7 +120,6 @@ def run_scan(truth_dir: str | Path, out_path: str | Path, params: dict) -> Path:
     prov = provenance("simulate_scan", params, inputs=[str(truth_dir)])
     extra = {k: v for k, v in a.items() if k not in _RAW_KEYS}
     extra["defect_pixels"] = np.argwhere(scan.defect_mask).tolist()
-    extra["holocat"] = prov
     write_raw_scan(
         out_path,
         data=scan.data,
@@ -134,8 +133,8 @@ def run_scan(truth_dir: str | Path, out_path: str | Path, params: dict) -> Path:
         flat_positions=a.get("flat_positions"),
         extra_attrs=_jsonable(extra),
         chunks=(1, angle_chunk, scan.data.shape[2], scan.data.shape[3]),
+        provenance=prov,
     )
-    write_manifest(out_path, provenance=prov)
     log.info("wrote %s in %.1f s", out_path, time.perf_counter() - t0)
     return Path(out_path)
 

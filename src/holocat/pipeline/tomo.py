@@ -49,7 +49,7 @@ def run_ingest(raw_path: str | Path, out_json: str | Path, params: dict) -> dict
     )
     ref = int(np.argmax([g.magnification for g in geo]))
     n_dist, n_angles, ny, nx = (int(v) for v in scan.data.shape)
-    sim = dict(scan.attrs.get("simulated", {})) if scan.attrs else {}
+    sim = dict((scan.extra or {}).get("simulated", {}))
     info = {
         "raw": str(raw_path),
         "n_dist": n_dist,
@@ -104,7 +104,8 @@ def phase_init(ingest_json: str | Path, store: str | Path, params: dict) -> None
         (n_angles, ny, nx),
         np.float32,
         chunks=chunks,
-        voxel_size_um=(1.0, p_um, p_um),
+        voxel_size_um=(p_um, p_um),
+        axes=("angle", "y", "x"),
         name="phase",
         attrs=attrs,
         overwrite=True,
