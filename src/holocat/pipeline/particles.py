@@ -300,18 +300,21 @@ def attributes_slab(
 def _finish_table(
     table: pd.DataFrame, labels_arr, voxel_size_um: float, params: dict
 ) -> pd.DataFrame:
-    """Volume-wide attributes: PDensity from a summed-area table, then the neighbour attributes."""
-    from holocat.attributes import neighbour_attributes, pdensity, summed_area_table
+    """Volume-wide attributes: PDensity from one summed-area table, then the neighbour attributes."""
+    from holocat.attributes import add_pdensity, neighbour_attributes, summed_area_table
 
     slab = int(params.get("slab_rows", 64))
     mask = np.concatenate(
         [np.asarray(labels_arr[z0:z1]) > 0 for z0, z1 in chunk_ranges(labels_arr.shape[0], slab)]
     )
     sat = summed_area_table(mask)
-    cube_vox = float(params.get("pdensity_cube_um", 100.0)) / voxel_size_um
-    centroids = table[["Z", "Y", "X"]].to_numpy() / voxel_size_um
-    table = table.copy()
-    table["PDensity"] = pdensity(centroids, sat, cube_vox)
+    del mask
+    table = add_pdensity(
+        table,
+        sat,
+        voxel_size_um=voxel_size_um,
+        pdensity_cube_um=float(params.get("pdensity_cube_um", 100.0)),
+    )
     return neighbour_attributes(table)
 
 

@@ -126,7 +126,9 @@ def analysis_compare(out_dir: str | Path, tables: list[str], params: dict) -> No
         loaded, key=lambda n: int(loaded[n]["cycles"].iloc[0]) if "cycles" in loaded[n] else 0
     )
     ordered = {n: _analysis_table(loaded[n], params) for n in order}
-    pair = {n: ordered[n] for n in (order[0], order[-1])}  # the comparison contrasts two cycle numbers
+    pair = {
+        n: ordered[n] for n in (order[0], order[-1])
+    }  # the comparison contrasts two cycle numbers
     if len(order) > 2:
         log.info("comparing the lowest- and highest-cycle samples: %s vs %s", order[0], order[-1])
     cmp = compare_samples(
