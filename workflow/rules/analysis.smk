@@ -67,4 +67,4 @@ rule analysis_compare:
     conda:
         f"{ENVS}/analysis.yaml"
     shell:
-        "holocat analysis compare results/comparison --params {params.p} {input} >{log} 2>&1"
+        "holocat analysis compare results/comparison {input} --params {params.p} >{log} 2>&1"

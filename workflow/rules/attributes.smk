@@ -52,4 +52,4 @@ rule attributes_gather:
         f"{ENVS}/core.yaml"
     shell:
         "holocat attributes gather results/{wildcards.sample}/labels.ome.zarr {output.table} "
-        "--params {params.p} {input.parts} >{log} 2>&1"
+        "{input.parts} --params {params.p} >{log} 2>&1"

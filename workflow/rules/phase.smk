@@ -68,4 +68,4 @@ rule phase_gather:
     conda:
         f"{ENVS}/tomo.yaml"
     shell:
-        "holocat gather results/{wildcards.sample}/phase.ome.zarr --stage phase {input.parts} >{log} 2>&1"
+        "holocat gather results/{wildcards.sample}/phase.ome.zarr {input.parts} --stage phase >{log} 2>&1"

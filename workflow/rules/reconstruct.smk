@@ -67,5 +67,5 @@ rule reconstruct_gather:
     conda:
         f"{ENVS}/tomo.yaml"
     shell:
-        "holocat gather results/{wildcards.sample}/volume.ome.zarr --stage reconstruct {input.parts} "
+        "holocat gather results/{wildcards.sample}/volume.ome.zarr {input.parts} --stage reconstruct "
         ">{log} 2>&1"

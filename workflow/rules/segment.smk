@@ -69,4 +69,4 @@ rule segment_stitch:
         f"{ENVS}/segment.yaml"
     shell:
         "holocat segment stitch results/{wildcards.sample}/segment.slabs.zarr "
-        "results/{wildcards.sample}/labels.ome.zarr --index {output.index} {input.parts} >{log} 2>&1"
+        "results/{wildcards.sample}/labels.ome.zarr {input.parts} --index {output.index} >{log} 2>&1"
