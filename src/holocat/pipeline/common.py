@@ -9,7 +9,7 @@ from typing import Any
 
 from holocat.io import finalize_ome_zarr, provenance, write_json_atomic
 
-__all__ = ["discard_manifest", "gather_store", "read_json", "require", "write_part"]
+__all__ = ["discard_manifest", "gather_store", "read_json", "require", "reset_scatter", "write_part"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,19 @@ def discard_manifest(store: str | Path) -> None:
     """Remove ``<store>.manifest.json`` before a store is rebuilt, so a half-rebuilt store never sits
     beside a manifest that claims it is complete."""
     Path(f"{store}.manifest.json").unlink(missing_ok=True)
+
+
+def reset_scatter(store: str | Path) -> None:
+    """Before an init job (re)creates a scattered store: drop its manifest and its part records.
+
+    The parts (``<store>.parts/*.json``) certify regions written into *this* store; once the store
+    is recreated they are stale, and Snakemake must see them missing, not up to date (an init whose
+    JSON output is byte-identical to the last run's does not trigger reruns by itself).
+    """
+    import shutil
+
+    discard_manifest(store)
+    shutil.rmtree(f"{store}.parts", ignore_errors=True)
 
 
 def write_part(out: str | Path, info: dict) -> None:

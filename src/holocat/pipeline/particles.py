@@ -19,7 +19,7 @@ from holocat.io import (
     write_region,
     write_table,
 )
-from holocat.pipeline.common import discard_manifest, read_json, write_part
+from holocat.pipeline.common import discard_manifest, read_json, reset_scatter, write_part
 from holocat.pipeline.plan import chunk_ranges
 
 __all__ = [
@@ -66,7 +66,7 @@ def segment_init(volume_store: str | Path, slabs_store: str | Path, params: dict
         "normalisation: p1 %.4g, p99.8 %.4g; Otsu threshold %.3f (normalised)", lo, hi, threshold
     )
     shape = tuple(int(v) for v in img.array.shape)
-    discard_manifest(slabs_store)
+    reset_scatter(slabs_store)
     create_ome_zarr(
         slabs_store,
         shape,

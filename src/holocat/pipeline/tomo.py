@@ -16,7 +16,7 @@ from holocat.io import (
     write_region,
 )
 from holocat.optics import distance_geometry
-from holocat.pipeline.common import discard_manifest, read_json, write_part
+from holocat.pipeline.common import read_json, reset_scatter, write_part
 from holocat.pipeline.plan import chunk_ranges
 
 __all__ = [
@@ -98,7 +98,7 @@ def phase_init(ingest_json: str | Path, store: str | Path, params: dict) -> None
         "unit": "rad",
         "ingest": info,
     }
-    discard_manifest(store)
+    reset_scatter(store)
     create_ome_zarr(
         store,
         (n_angles, ny, nx),
@@ -274,7 +274,7 @@ def reconstruct_init(phase_store: str | Path, volume_store: str | Path, params: 
         "backend": params["backend"],
         "roi": {"row0": row0, "n_rows": n_rows, "n_yx": n_yx, "n_det": n_det},
     }
-    discard_manifest(volume_store)
+    reset_scatter(volume_store)
     create_ome_zarr(
         volume_store,
         (n_rows, n_yx, n_yx),
