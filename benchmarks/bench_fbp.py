@@ -74,7 +74,8 @@ def main() -> None:
     res["seconds"] = per
     res["ratios"] = {
         "iradon_over_torch_batched": t_ir / per["torch_cpu_s_per_slice_batched"],
-        "astra_over_torch_batched": per["astra_cpu_s_per_slice"] / per["torch_cpu_s_per_slice_batched"],
+        "astra_over_torch_batched": per["astra_cpu_s_per_slice"]
+        / per["torch_cpu_s_per_slice_batched"],
     }
 
     def rel(x, y):

@@ -35,8 +35,17 @@ def test_help_lists_every_stage(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for stage in ("simulate", "ingest", "phase", "reconstruct", "segment", "attributes", "analysis",
-                  "fem", "report"):
+    for stage in (
+        "simulate",
+        "ingest",
+        "phase",
+        "reconstruct",
+        "segment",
+        "attributes",
+        "analysis",
+        "fem",
+        "report",
+    ):
         assert f"    {stage}" in out
 
 
@@ -67,8 +76,9 @@ def test_ingest_names_nan_flats(tmp_path, caplog):
     flats = np.ones((2, 4, 16, 16), np.float32) * 1000
     flats[1, 2, 3, 4] = np.nan
     data = np.ones((2, 8, 16, 16), np.float32) * 900
-    raw = _raw_scan(tmp_path / "raw.zarr", flats=flats, data=data,
-                    darks=np.zeros((2, 16, 16), np.float32))
+    raw = _raw_scan(
+        tmp_path / "raw.zarr", flats=flats, data=data, darks=np.zeros((2, 16, 16), np.float32)
+    )
     assert main(["ingest", str(raw), str(tmp_path / "i.json")]) == 2
     assert "flats" in caplog.text and "NaN" in caplog.text
 

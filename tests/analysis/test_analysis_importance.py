@@ -206,9 +206,17 @@ def test_squared_error_forest_splits_on_small_scale_targets():
     rng = np.random.default_rng(5)
     n = 300
     z = rng.uniform(0, 1, n)
-    table = pd.DataFrame({"Z": z, "Volume": rng.normal(500, 50, n), "Contact": rng.uniform(0, 1, n)})
+    table = pd.DataFrame(
+        {"Z": z, "Volume": rng.normal(500, 50, n), "Contact": rng.uniform(0, 1, n)}
+    )
     table["Damage"] = 0.004 * z + 0.0005 * rng.normal(size=n)
-    imp = importance(table, features=["Z", "Volume", "Contact"], seeds=range(2), n_subsamples=1,
-                     subsample_size=200, criterion="squared_error")
+    imp = importance(
+        table,
+        features=["Z", "Volume", "Contact"],
+        seeds=range(2),
+        n_subsamples=1,
+        subsample_size=200,
+        criterion="squared_error",
+    )
     assert imp.loc["Z", "rank"] == 1
     assert imp.loc["Z", "mean_abs_shap"] > 5 * imp.loc["Volume", "mean_abs_shap"] > 0

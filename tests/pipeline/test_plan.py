@@ -25,9 +25,14 @@ def test_chunk_ranges_errors(n, size, match):
 
 
 def test_synthetic_plan_follows_config():
-    cfg = validate_config({"samples": "x", "slab_rows": 32, "angle_chunk": 70,
-                           "simulate": {"shape": [96, 80, 80], "n_angles": 210,
-                                        "detector_shape": [120, 100]}})
+    cfg = validate_config(
+        {
+            "samples": "x",
+            "slab_rows": 32,
+            "angle_chunk": 70,
+            "simulate": {"shape": [96, 80, 80], "n_angles": 210, "detector_shape": [120, 100]},
+        }
+    )
     plan = sample_plan(cfg, "synthetic")
     assert plan.volume_shape == (96, 80, 80)
     assert plan.n_slabs == 3 and plan.slabs[-1] == (64, 96)
@@ -37,8 +42,9 @@ def test_synthetic_plan_follows_config():
 
 
 def test_synthetic_plan_rejects_detector_smaller_than_phantom():
-    cfg = validate_config({"samples": "x", "simulate": {"shape": [96, 96, 96],
-                                                        "detector_shape": [80, 120]}})
+    cfg = validate_config(
+        {"samples": "x", "simulate": {"shape": [96, 96, 96], "detector_shape": [80, 120]}}
+    )
     with pytest.raises(ValueError, match="simulate.detector_shape"):
         sample_plan(cfg, "synthetic")
 

@@ -9,7 +9,14 @@ from typing import Any
 
 from holocat.io import finalize_ome_zarr, provenance, write_json_atomic
 
-__all__ = ["discard_manifest", "gather_store", "read_json", "require", "reset_scatter", "write_part"]
+__all__ = [
+    "discard_manifest",
+    "gather_store",
+    "read_json",
+    "require",
+    "reset_scatter",
+    "write_part",
+]
 
 log = logging.getLogger(__name__)
 

@@ -151,7 +151,9 @@ def segment_stitch(
 
     t0 = time.perf_counter()
     init = read_json(f"{slabs_store}.init.json")
-    src = open_ome_zarr(slabs_store, require_complete=False)  # intermediate: the parts prove it whole
+    src = open_ome_zarr(
+        slabs_store, require_complete=False
+    )  # intermediate: the parts prove it whole
     info = sorted((read_json(p) for p in parts), key=lambda d: d["start"])
     shape = tuple(init["shape"])
     if [(d["start"], d["stop"]) for d in info] != chunk_ranges(

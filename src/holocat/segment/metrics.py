@@ -362,7 +362,9 @@ def evaluate(
     return pd.DataFrame(rows).set_index("thresh")
 
 
-def matched_pairs(y_true: np.ndarray, y_pred: np.ndarray, *, thresh: float = 0.5) -> NDArray[np.int64]:
+def matched_pairs(
+    y_true: np.ndarray, y_pred: np.ndarray, *, thresh: float = 0.5
+) -> NDArray[np.int64]:
     """Label pairs (true, pred) that match one-to-one with IoU ≥ ``thresh`` (``thresh`` ≥ 0.5).
 
     At IoU ≥ 0.5 an object can overlap at most one other object that much, so the pairs are the
@@ -382,7 +384,9 @@ def matched_pairs(y_true: np.ndarray, y_pred: np.ndarray, *, thresh: float = 0.5
     """
     thresh = _check_thresh(thresh)
     if thresh < 0.5:
-        raise ValueError(f"thresh: matched_pairs needs thresh >= 0.5 for unique pairs; got {thresh}")
+        raise ValueError(
+            f"thresh: matched_pairs needs thresh >= 0.5 for unique pairs; got {thresh}"
+        )
     ov = _pair(y_true, y_pred)
     yt = np.asarray(y_true)
     yp = np.asarray(y_pred)
