@@ -19,19 +19,19 @@ rule analysis:
             category="Analysis",
             subcategory="{sample}",
         ),
-    params:
-        p=lambda w: as_json(config["analysis"]),
-        code=code_digest("analysis"),
     log:
         "logs/analysis/{sample}.log",
     benchmark:
         "results/benchmarks/analysis/{sample}.tsv"
+    conda:
+        f"{ENVS}/analysis.yaml"
     threads: 2
     resources:
         mem_mb=RES["mem_mb"],
         runtime=RES["runtime_min"],
-    conda:
-        f"{ENVS}/analysis.yaml"
+    params:
+        p=lambda w: as_json(config["analysis"]),
+        code=code_digest("analysis"),
     shell:
         "holocat analysis sample {input} results/{wildcards.sample}/analysis --params {params.p} "
         ">{log} 2>&1"
@@ -53,18 +53,18 @@ rule analysis_compare:
             caption="../report/distributions.rst",
             category="Attributes",
         ),
-    params:
-        p=lambda w: as_json(config["analysis"]),
-        code=code_digest("analysis", "attributes"),
     log:
         "logs/analysis_compare/all.log",
     benchmark:
         "results/benchmarks/analysis_compare/all.tsv"
+    conda:
+        f"{ENVS}/analysis.yaml"
     threads: 1
     resources:
         mem_mb=RES["mem_mb"],
         runtime=RES["runtime_min"],
-    conda:
-        f"{ENVS}/analysis.yaml"
+    params:
+        p=lambda w: as_json(config["analysis"]),
+        code=code_digest("analysis", "attributes"),
     shell:
         "holocat analysis compare results/comparison {input} --params {params.p} >{log} 2>&1"

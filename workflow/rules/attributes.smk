@@ -8,19 +8,19 @@ rule attributes:
         volume="results/{sample}/volume.ome.zarr.manifest.json",
     output:
         "results/{sample}/attributes.parts/{slab}.parquet",
-    params:
-        p=lambda w: as_json(config["attributes"] | {"slab_rows": config["slab_rows"]}),
-        code=code_digest("attributes"),
     log:
         "logs/attributes/{sample}/{slab}.log",
     benchmark:
         "results/benchmarks/attributes/{sample}/{slab}.tsv"
+    conda:
+        f"{ENVS}/core.yaml"
     threads: 2
     resources:
         mem_mb=RES["mem_mb"],
         runtime=RES["runtime_min"],
-    conda:
-        f"{ENVS}/core.yaml"
+    params:
+        p=lambda w: as_json(config["attributes"] | {"slab_rows": config["slab_rows"]}),
+        code=code_digest("attributes"),
     shell:
         "holocat attributes slab results/{wildcards.sample}/labels.ome.zarr "
         "results/{wildcards.sample}/volume.ome.zarr --index {input.index} --slab {wildcards.slab} "
@@ -34,22 +34,26 @@ rule attributes_gather:
     output:
         table="results/{sample}/attributes.parquet",
         csv="results/{sample}/attributes.csv",
-    params:
-        p=lambda w: as_json(
-            config["attributes"]
-            | {"sample": w.sample, "cycles": SAMPLES[w.sample].cycles, "slab_rows": config["slab_rows"]}
-        ),
-        code=code_digest("attributes"),
     log:
         "logs/attributes_gather/{sample}.log",
     benchmark:
         "results/benchmarks/attributes_gather/{sample}.tsv"
+    conda:
+        f"{ENVS}/core.yaml"
     threads: 1
     resources:
         mem_mb=RES["mem_mb"],
         runtime=RES["runtime_min"],
-    conda:
-        f"{ENVS}/core.yaml"
+    params:
+        p=lambda w: as_json(
+            config["attributes"]
+            | {
+                "sample": w.sample,
+                "cycles": SAMPLES[w.sample].cycles,
+                "slab_rows": config["slab_rows"],
+            }
+        ),
+        code=code_digest("attributes"),
     shell:
         "holocat attributes gather results/{wildcards.sample}/labels.ome.zarr {output.table} "
         "{input.parts} --params {params.p} >{log} 2>&1"

@@ -11,7 +11,10 @@ SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 _validated = validate_config(config, SCHEMAS / "config.schema.yaml")
 config.clear()
 config.update(_validated)
-SAMPLES = {s.sample: s for s in read_samples(config["samples"], SCHEMAS / "samples.schema.yaml")}
+SAMPLES = {
+    s.sample: s
+    for s in read_samples(config["samples"], SCHEMAS / "samples.schema.yaml")
+}
 PLANS = {name: sample_plan(config, s.source) for name, s in SAMPLES.items()}
 SYNTHETIC = [name for name, s in SAMPLES.items() if s.synthetic]
 ENVS = str(Path(workflow.basedir) / "envs")
@@ -47,16 +50,27 @@ def raw_scan_path(wildcards):
 
 def angle_chunk_parts(wildcards):
     n = PLANS[wildcards.sample].n_angle_chunks
-    return [f"results/{wildcards.sample}/phase.ome.zarr.parts/{i}.json" for i in range(n)]
+    return [
+        f"results/{wildcards.sample}/phase.ome.zarr.parts/{i}.json" for i in range(n)
+    ]
 
 
 def slab_parts(kind):
     def parts(wildcards):
         n = PLANS[wildcards.sample].n_slabs
         return {
-            "reconstruct": [f"results/{wildcards.sample}/volume.ome.zarr.parts/{i}.json" for i in range(n)],
-            "segment": [f"results/{wildcards.sample}/segment.slabs.zarr.parts/{i}.json" for i in range(n)],
-            "attributes": [f"results/{wildcards.sample}/attributes.parts/{i}.parquet" for i in range(n)],
+            "reconstruct": [
+                f"results/{wildcards.sample}/volume.ome.zarr.parts/{i}.json"
+                for i in range(n)
+            ],
+            "segment": [
+                f"results/{wildcards.sample}/segment.slabs.zarr.parts/{i}.json"
+                for i in range(n)
+            ],
+            "attributes": [
+                f"results/{wildcards.sample}/attributes.parts/{i}.parquet"
+                for i in range(n)
+            ],
         }[kind]
 
     return parts
@@ -71,7 +85,10 @@ def per_sample_outputs(name):
         f"results/{name}/analysis/importance.csv",
     ]
     if SAMPLES[name].synthetic:
-        out += [f"results/{name}/raw.zarr.manifest.json", f"results/{name}/validation.json"]
+        out += [
+            f"results/{name}/raw.zarr.manifest.json",
+            f"results/{name}/validation.json",
+        ]
     return out
 
 

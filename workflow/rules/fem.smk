@@ -9,18 +9,18 @@ rule fem_single_particle:
             caption="../report/fem.rst",
             category="FEM",
         ),
-    params:
-        p=lambda w: as_json(config["fem"]),
-        code=code_digest("fem"),
     log:
         "logs/fem/single_particle.log",
     benchmark:
         "results/benchmarks/fem/single_particle.tsv"
+    conda:
+        f"{ENVS}/fem.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=RES["runtime_min"],
-    conda:
-        f"{ENVS}/fem.yaml"
+    params:
+        p=lambda w: as_json(config["fem"]),
+        code=code_digest("fem"),
     shell:
         "holocat fem single-particle results/fem --params {params.p} >{log} 2>&1"

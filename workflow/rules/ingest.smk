@@ -8,19 +8,19 @@ rule ingest:
         raw_scan,
     output:
         "results/{sample}/ingest.json",
-    params:
-        raw=raw_scan_path,
-        p=lambda w: as_json(config["ingest"]),
-        code=code_digest("tomo"),
     log:
         "logs/ingest/{sample}.log",
     benchmark:
         "results/benchmarks/ingest/{sample}.tsv"
+    conda:
+        f"{ENVS}/tomo.yaml"
     threads: 1
     resources:
         mem_mb=RES["mem_mb"],
         runtime=RES["runtime_min"],
-    conda:
-        f"{ENVS}/tomo.yaml"
+    params:
+        raw=raw_scan_path,
+        p=lambda w: as_json(config["ingest"]),
+        code=code_digest("tomo"),
     shell:
         "holocat ingest {params.raw} {output} --params {params.p} >{log} 2>&1"

@@ -6,20 +6,21 @@ rule phase_init:
         "results/{sample}/ingest.json",
     output:
         "results/{sample}/phase.ome.zarr.init.json",
-    params:
-        p=lambda w: as_json(
-            {"angle_chunk": config["angle_chunk"], "slab_rows": config["slab_rows"]} | config["phase"]
-        ),
     log:
         "logs/phase_init/{sample}.log",
     benchmark:
         "results/benchmarks/phase_init/{sample}.tsv"
+    conda:
+        f"{ENVS}/tomo.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        f"{ENVS}/tomo.yaml"
+    params:
+        p=lambda w: as_json(
+            {"angle_chunk": config["angle_chunk"], "slab_rows": config["slab_rows"]}
+            | config["phase"]
+        ),
     shell:
         "holocat phase init {input} results/{wildcards.sample}/phase.ome.zarr --params {params.p} >{log} 2>&1"
 
@@ -31,21 +32,21 @@ rule phase:
         init="results/{sample}/phase.ome.zarr.init.json",
     output:
         "results/{sample}/phase.ome.zarr.parts/{chunk}.json",
-    params:
-        raw=raw_scan_path,
-        p=lambda w: as_json(config["phase"]),
-        code=code_digest("tomo"),
     log:
         "logs/phase/{sample}/{chunk}.log",
     benchmark:
         "results/benchmarks/phase/{sample}/{chunk}.tsv"
+    conda:
+        f"{ENVS}/tomo.yaml"
     threads: 2
     resources:
         mem_mb=RES["mem_mb"],
         runtime=RES["runtime_min"],
         gpu=0,
-    conda:
-        f"{ENVS}/tomo.yaml"
+    params:
+        raw=raw_scan_path,
+        p=lambda w: as_json(config["phase"]),
+        code=code_digest("tomo"),
     shell:
         "holocat phase chunk {params.raw} {input.ingest} results/{wildcards.sample}/phase.ome.zarr "
         "--chunk {wildcards.chunk} --params {params.p} --out {output} >{log} 2>&1"
@@ -61,11 +62,11 @@ rule phase_gather:
         "logs/phase_gather/{sample}.log",
     benchmark:
         "results/benchmarks/phase_gather/{sample}.tsv"
+    conda:
+        f"{ENVS}/tomo.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        f"{ENVS}/tomo.yaml"
     shell:
         "holocat gather results/{wildcards.sample}/phase.ome.zarr {input.parts} --stage phase >{log} 2>&1"

@@ -6,19 +6,19 @@ rule truth_attributes:
         "results/{sample}/truth.manifest.json",
     output:
         "results/{sample}/truth/attributes.parquet",
-    params:
-        p=lambda w: as_json(config["attributes"]),
-        code=code_digest("attributes"),
     log:
         "logs/truth_attributes/{sample}.log",
     benchmark:
         "results/benchmarks/truth_attributes/{sample}.tsv"
+    conda:
+        f"{ENVS}/core.yaml"
     threads: 2
     resources:
         mem_mb=RES["mem_mb"],
         runtime=RES["runtime_min"],
-    conda:
-        f"{ENVS}/core.yaml"
+    params:
+        p=lambda w: as_json(config["attributes"]),
+        code=code_digest("attributes"),
     shell:
         "holocat attributes truth results/{wildcards.sample}/truth {output} --params {params.p} >{log} 2>&1"
 
@@ -32,18 +32,18 @@ rule validate:
         attributes="results/{sample}/attributes.parquet",
     output:
         "results/{sample}/validation.json",
-    params:
-        code=code_digest("segment", "attributes"),
     log:
         "logs/validate/{sample}.log",
     benchmark:
         "results/benchmarks/validate/{sample}.tsv"
+    conda:
+        f"{ENVS}/core.yaml"
     threads: 1
     resources:
         mem_mb=RES["mem_mb"],
         runtime=RES["runtime_min"],
-    conda:
-        f"{ENVS}/core.yaml"
+    params:
+        code=code_digest("segment", "attributes"),
     shell:
         "holocat validate results/{wildcards.sample} {output} >{log} 2>&1"
 
@@ -64,19 +64,23 @@ rule report:
             caption="../report/summary.rst",
             category="Summary",
         ),
-    params:
-        p=lambda w: as_json(
-            {"title": config["report"]["title"], "samples": sorted(SAMPLES), "config": config}
-        ),
     log:
         "logs/report/summary.log",
     benchmark:
         "results/benchmarks/report/summary.tsv"
+    conda:
+        f"{ENVS}/core.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        f"{ENVS}/core.yaml"
+    params:
+        p=lambda w: as_json(
+            {
+                "title": config["report"]["title"],
+                "samples": sorted(SAMPLES),
+                "config": config,
+            }
+        ),
     shell:
         "holocat report results results/report --params {params.p} >{log} 2>&1"

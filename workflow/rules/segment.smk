@@ -6,19 +6,19 @@ rule segment_init:
         "results/{sample}/volume.ome.zarr.manifest.json",
     output:
         "results/{sample}/segment.slabs.zarr.init.json",
-    params:
-        p=lambda w: as_json(config["segment"] | {"slab_rows": config["slab_rows"]}),
-        code=code_digest("segment"),
     log:
         "logs/segment_init/{sample}.log",
     benchmark:
         "results/benchmarks/segment_init/{sample}.tsv"
+    conda:
+        f"{ENVS}/segment.yaml"
     threads: 1
     resources:
         mem_mb=RES["mem_mb"],
         runtime=10,
-    conda:
-        f"{ENVS}/segment.yaml"
+    params:
+        p=lambda w: as_json(config["segment"] | {"slab_rows": config["slab_rows"]}),
+        code=code_digest("segment"),
     shell:
         "holocat segment init results/{wildcards.sample}/volume.ome.zarr "
         "results/{wildcards.sample}/segment.slabs.zarr --params {params.p} >{log} 2>&1"
@@ -30,20 +30,20 @@ rule segment:
         init="results/{sample}/segment.slabs.zarr.init.json",
     output:
         "results/{sample}/segment.slabs.zarr.parts/{slab}.json",
-    params:
-        p=lambda w: as_json(config["segment"]),
-        code=code_digest("segment"),
     log:
         "logs/segment/{sample}/{slab}.log",
     benchmark:
         "results/benchmarks/segment/{sample}/{slab}.tsv"
+    conda:
+        f"{ENVS}/segment.yaml"
     threads: 2
     resources:
         mem_mb=RES["mem_mb"],
         runtime=RES["runtime_min"],
         gpu=0,
-    conda:
-        f"{ENVS}/segment.yaml"
+    params:
+        p=lambda w: as_json(config["segment"]),
+        code=code_digest("segment"),
     shell:
         "holocat segment slab results/{wildcards.sample}/volume.ome.zarr "
         "results/{wildcards.sample}/segment.slabs.zarr --slab {wildcards.slab} --params {params.p} "
@@ -61,12 +61,12 @@ rule segment_stitch:
         "logs/segment_stitch/{sample}.log",
     benchmark:
         "results/benchmarks/segment_stitch/{sample}.tsv"
+    conda:
+        f"{ENVS}/segment.yaml"
     threads: 1
     resources:
         mem_mb=RES["mem_mb"],
         runtime=RES["runtime_min"],
-    conda:
-        f"{ENVS}/segment.yaml"
     shell:
         "holocat segment stitch results/{wildcards.sample}/segment.slabs.zarr "
         "results/{wildcards.sample}/labels.ome.zarr {input.parts} --index {output.index} >{log} 2>&1"

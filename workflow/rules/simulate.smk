@@ -4,6 +4,16 @@
 rule simulate_electrode:
     output:
         "results/{sample}/truth.manifest.json",
+    log:
+        "logs/simulate_electrode/{sample}.log",
+    benchmark:
+        "results/benchmarks/simulate_electrode/{sample}.tsv"
+    conda:
+        f"{ENVS}/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=RES["mem_mb"],
+        runtime=RES["runtime_min"],
     params:
         p=lambda w: as_json(
             {
@@ -21,16 +31,6 @@ rule simulate_electrode:
             | {"cycles": SAMPLES[w.sample].cycles, "seed": SAMPLES[w.sample].seed}
         ),
         code=code_digest("simulate"),
-    log:
-        "logs/simulate_electrode/{sample}.log",
-    benchmark:
-        "results/benchmarks/simulate_electrode/{sample}.tsv"
-    threads: 1
-    resources:
-        mem_mb=RES["mem_mb"],
-        runtime=RES["runtime_min"],
-    conda:
-        f"{ENVS}/core.yaml"
     shell:
         "holocat simulate electrode results/{wildcards.sample}/truth --params {params.p} >{log} 2>&1"
 
@@ -40,6 +40,16 @@ rule simulate_scan:
         "results/{sample}/truth.manifest.json",
     output:
         "results/{sample}/raw.zarr.manifest.json",
+    log:
+        "logs/simulate_scan/{sample}.log",
+    benchmark:
+        "results/benchmarks/simulate_scan/{sample}.tsv"
+    conda:
+        f"{ENVS}/tomo.yaml"
+    threads: 2
+    resources:
+        mem_mb=RES["mem_mb"],
+        runtime=RES["runtime_min"],
     params:
         p=lambda w: as_json(
             {
@@ -61,16 +71,6 @@ rule simulate_scan:
             | {"seed": SAMPLES[w.sample].seed, "angle_chunk": config["angle_chunk"]}
         ),
         code=code_digest("simulate"),
-    log:
-        "logs/simulate_scan/{sample}.log",
-    benchmark:
-        "results/benchmarks/simulate_scan/{sample}.tsv"
-    threads: 2
-    resources:
-        mem_mb=RES["mem_mb"],
-        runtime=RES["runtime_min"],
-    conda:
-        f"{ENVS}/tomo.yaml"
     shell:
         "holocat simulate scan results/{wildcards.sample}/truth results/{wildcards.sample}/raw.zarr "
         "--params {params.p} >{log} 2>&1"
