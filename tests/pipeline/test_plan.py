@@ -53,3 +53,14 @@ def test_code_digest_changes_with_the_subpackage_set():
     a = code_digest("tomo")
     assert a == code_digest("tomo") and len(a) == 16
     assert a != code_digest("segment")
+
+
+def test_chunk_range_selects_and_names_the_flag():
+    from holocat.pipeline.plan import chunk_range
+
+    assert chunk_range(10, 4, 0) == (0, 4)
+    assert chunk_range(10, 4, 2) == (8, 10)
+    with pytest.raises(ValueError, match=r"--chunk: expected 0\.\.2"):
+        chunk_range(10, 4, 3, flag="--chunk")
+    with pytest.raises(ValueError, match="--slab"):
+        chunk_range(10, 4, -1)

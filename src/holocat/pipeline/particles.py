@@ -20,7 +20,7 @@ from holocat.io import (
     write_table,
 )
 from holocat.pipeline.common import discard_manifest, read_json, reset_scatter, write_part
-from holocat.pipeline.plan import chunk_ranges
+from holocat.pipeline.plan import chunk_range, chunk_ranges
 
 __all__ = [
     "segment_init",
@@ -107,10 +107,7 @@ def segment_slab(
     init = read_json(f"{slabs_store}.init.json")
     img = open_ome_zarr(volume_store)
     n = img.array.shape[0]
-    slabs = chunk_ranges(n, int(init["params"]["slab_rows"]))
-    if not 0 <= slab < len(slabs):
-        raise ValueError(f"--slab: expected 0..{len(slabs) - 1}; got {slab}")
-    z0, z1 = slabs[slab]
+    z0, z1 = chunk_range(n, int(init["params"]["slab_rows"]), slab)
     h = int(params["halo_rows"])
     a, b = max(0, z0 - h), min(n, z1 + h)
     block = np.asarray(img.array[a:b], dtype=np.float32)
@@ -272,10 +269,7 @@ def attributes_slab(
         )
     index, _ = read_table(index_path)
     shape = tuple(int(v) for v in labels.array.shape)
-    slabs = chunk_ranges(shape[0], int(params["slab_rows"]))
-    if not 0 <= slab < len(slabs):
-        raise ValueError(f"--slab: expected 0..{len(slabs) - 1}; got {slab}")
-    s0, s1 = slabs[slab]
+    s0, s1 = chunk_range(shape[0], int(params["slab_rows"]), slab)
     owned = index[(index["z0"] >= s0) & (index["z0"] < s1)]
     vox = float(labels.voxel_size_um[-1])
     if owned.empty:

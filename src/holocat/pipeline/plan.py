@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SamplePlan", "chunk_ranges", "code_digest", "sample_plan"]
+__all__ = ["SamplePlan", "chunk_range", "chunk_ranges", "code_digest", "sample_plan"]
 
 
 def chunk_ranges(n: int, size: int) -> list[tuple[int, int]]:
@@ -26,6 +26,20 @@ def chunk_ranges(n: int, size: int) -> list[tuple[int, int]]:
     if size < 1:
         raise ValueError(f"size: expected a chunk size >= 1; got {size}")
     return [(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+def chunk_range(n: int, size: int, index: int, *, flag: str = "--slab") -> tuple[int, int]:
+    """The ``index``-th range of :func:`chunk_ranges`; a ValueError naming ``flag`` if out of range.
+
+    >>> chunk_range(10, 4, 2)
+    (8, 10)
+    """
+    ranges = chunk_ranges(n, size)
+    if not 0 <= index < len(ranges):
+        raise ValueError(
+            f"{flag}: expected 0..{len(ranges) - 1} for {n} items in chunks of {size}; got {index}"
+        )
+    return ranges[index]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from holocat.io import (
 )
 from holocat.optics import distance_geometry
 from holocat.pipeline.common import read_json, reset_scatter, write_part
-from holocat.pipeline.plan import chunk_ranges
+from holocat.pipeline.plan import chunk_range
 
 __all__ = [
     "run_ingest",
@@ -165,12 +165,7 @@ def phase_chunk(
     t0 = time.perf_counter()
     info = read_json(ingest_json)
     init = read_json(f"{store}.init.json")
-    ranges = chunk_ranges(info["n_angles"], int(init["chunks"][0]))
-    if not 0 <= chunk < len(ranges):
-        raise ValueError(
-            f"--chunk: expected 0..{len(ranges) - 1} for {info['n_angles']} angles; got {chunk}"
-        )
-    a0, a1 = ranges[chunk]
+    a0, a1 = chunk_range(info["n_angles"], int(init["chunks"][0]), chunk, flag="--chunk")
     scan = read_raw_scan(raw_path)
     ny, nx = info["detector_shape"]
     ref = info["reference_index"]
@@ -309,10 +304,7 @@ def reconstruct_slab(
     img = open_ome_zarr(phase_store)
     angles = np.asarray(img.attrs["angles_rad"])
     n_rows, n_yx = init["shape"][0], init["shape"][1]
-    slabs = chunk_ranges(n_rows, int(init["params"]["slab_rows"]))
-    if not 0 <= slab < len(slabs):
-        raise ValueError(f"--slab: expected 0..{len(slabs) - 1}; got {slab}")
-    z0, z1 = slabs[slab]
+    z0, z1 = chunk_range(n_rows, int(init["params"]["slab_rows"]), slab)
     r0 = init["row0"]
     sino = np.asarray(img.array[:, r0 + z0 : r0 + z1, :], dtype=np.float32)
     rec = fbp(
