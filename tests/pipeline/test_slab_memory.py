@@ -70,6 +70,8 @@ def _reconstruct_peak(tmp_path, n_rows) -> int:
 
 
 def test_reconstruct_slab_memory_does_not_grow_with_rows(tmp_path):
+    for _ in range(2):  # first calls allocate one-off caches (imports, codecs): not slab memory
+        _reconstruct_peak(tmp_path, 32)
     small = _reconstruct_peak(tmp_path, 64)
     large = _reconstruct_peak(tmp_path, 128)
     assert large <= 1.2 * small, (small, large)
@@ -80,9 +82,10 @@ def test_reconstruct_slab_memory_does_not_grow_with_rows(tmp_path):
 @pytest.mark.parametrize("n_rows", [64])
 def test_segment_slab_memory_does_not_grow_with_rows(tmp_path, n_rows):
     peaks = []
-    for rows in (n_rows, 2 * n_rows):
+    # the first run is a warm-up (one-off allocations of imports and codecs)
+    for i, rows in enumerate((n_rows, n_rows, 2 * n_rows)):
         rng = np.random.default_rng(1)
-        vol_path = tmp_path / f"v{rows}.ome.zarr"
+        vol_path = tmp_path / f"v{i}.ome.zarr"
         vol = rng.normal(0, 0.05, (rows, 48, 48)).astype(np.float32)
         zz, yy, xx = np.mgrid[:rows, :48, :48]
         for cz in range(8, rows, 16):
@@ -92,7 +95,7 @@ def test_segment_slab_memory_does_not_grow_with_rows(tmp_path, n_rows):
         )
         write_region(vol_path, vol, (0, 0, 0))
         finalize_ome_zarr(vol_path, provenance={"stage": "test"})
-        slabs = tmp_path / f"s{rows}.zarr"
+        slabs = tmp_path / f"s{i}.zarr"
         params = {
             "slab_rows": SLAB,
             "halo_rows": 8,
@@ -100,6 +103,6 @@ def test_segment_slab_memory_does_not_grow_with_rows(tmp_path, n_rows):
             "watershed": {"min_distance_vox": 3, "min_volume_vox": 20},
         }
         particles.segment_init(vol_path, slabs, params)
-        out = tmp_path / f"p{rows}.json"
+        out = tmp_path / f"p{i}.json"
         peaks.append(_peak(lambda: particles.segment_slab(vol_path, slabs, 1, params, out)))  # noqa: B023
-    assert peaks[1] <= 1.2 * peaks[0], peaks
+    assert peaks[2] <= 1.2 * peaks[1], peaks
