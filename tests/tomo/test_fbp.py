@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 from skimage.data import shepp_logan_phantom
 from skimage.transform import iradon, radon, resize
 
-from holocat.tomo import FILTERS, apply_shift, fbp
+from holocat.tomo import BACKENDS, FILTERS, apply_shift, fbp
+
+# the submodule (holocat.tomo.fbp is shadowed by the function of the same name)
+fbp_module = importlib.import_module("holocat.tomo.fbp")
 
 N = 128
 ANGLES = np.linspace(0, np.pi, 180, endpoint=False)
@@ -68,7 +73,7 @@ def test_astra_cpu_matches_torch_and_iradon(sinogram):
 def test_orientation_matches_skimage(asymmetric):
     angles = np.linspace(0, np.pi, 120, endpoint=False)
     sino = radon(asymmetric, np.rad2deg(angles), circle=True).T
-    for backend in ("torch", "astra"):
+    for backend in BACKENDS:
         if backend == "astra":
             pytest.importorskip("astra")
         rec = fbp(sino, angles, device="cpu", backend=backend)
@@ -102,7 +107,7 @@ def test_astra_3d_process_pool_equals_per_slice(asymmetric):
         np.testing.assert_allclose(vol[k], single, atol=1e-6)
 
 
-@pytest.mark.parametrize("backend", ["torch", "astra"])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shift", [5.0, -3.5, 2.3])
 def test_center_shift(asymmetric, backend, shift):
     """A sinogram whose axis sits at n // 2 + s, reconstructed with center = n // 2 + s."""
@@ -189,7 +194,7 @@ def test_errors_name_the_argument(kwargs, error, match):
         fbp(args.pop("sinograms"), args.pop("angles_rad"), **args)
 
 
-@pytest.mark.parametrize("backend", ["torch", "astra"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_cuda_without_gpu_raises(backend):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
@@ -205,8 +210,95 @@ def test_gpu_backends_match_cpu(sinogram):
         pytest.skip("needs a CUDA device")
     cpu = fbp(sinogram, ANGLES, device="cpu")
     np.testing.assert_allclose(fbp(sinogram, ANGLES, device="cuda"), cpu, atol=1e-4)
+    cpu_bp = fbp(sinogram, ANGLES, device="cpu", backend="torch-bp")
+    np.testing.assert_allclose(
+        fbp(sinogram, ANGLES, device="cuda", backend="torch-bp"), cpu_bp, atol=1e-4
+    )
     from holocat._device import astra_cuda_available
 
     if astra_cuda_available():
         ast = fbp(sinogram, ANGLES, device="cuda", backend="astra")
         assert rel_l2(ast, cpu) < 0.01
+
+
+# ------------------------------------------------- Fourier gridding backend ("torch", default)
+
+
+def test_gridding_nufft_matches_direct_plane_wave_sum():
+    """Spreading + inverse FFT + deapodisation = sum_j c_j exp(2 pi i nu_j . x) (type-1 NUFFT).
+
+    Oracle: the direct O(N^2 n_points) sum. ES kernel of width 4 on a 2x grid: measured
+    relative error 1.07e-3 (10^-(W-1), as FINUFFT quotes), the same with index_add_.
+    """
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    n, n_points, n_grid = 40, 300, 80
+    nu = rng.uniform(-1.0, 1.0, (n_points, 2))  # cycles/px, beyond Nyquist too (wraps)
+    c = rng.normal(size=(n_points, 2)) + 1j * rng.normal(size=(n_points, 2))  # 2 "rows"
+    x = np.arange(n) - n // 2
+    phase = np.exp(2j * np.pi * (nu[:, 1, None, None] * x[:, None] + nu[:, 0, None, None] * x))
+    direct = np.einsum("pr,pyx->ryx", c, phase)
+    coeffs = torch.from_numpy(np.stack([c.real, c.imag], -1).reshape(n_points, 4)).float()
+    gx = torch.from_numpy(nu[:, 0] * n_grid)
+    gy = torch.from_numpy(nu[:, 1] * n_grid)
+    deapod = fbp_module._deapodisation(n, n_grid)
+    offsets = np.remainder(x, n_grid)
+    for use_scipy in (True, False):
+        grid = fbp_module._spread(coeffs, gx, gy, n_grid, use_scipy=use_scipy)
+        grid = torch.view_as_complex(grid.view(n_grid, n_grid, 2, 2)).numpy()
+        image = np.fft.ifft2(grid, axes=(0, 1), norm="forward")[offsets][:, offsets]
+        image = np.moveaxis(image, -1, 0) / np.outer(deapod, deapod)
+        assert rel_l2(image, direct) < 2e-3, use_scipy
+
+
+@pytest.mark.parametrize("filter_name", ["ramp", "hann"])
+def test_gridding_matches_direct_backprojection(phantom, sinogram, filter_name):
+    """Default backend vs the direct linear-interpolation back-projection (torch-bp).
+
+    Measured 0.79 % (ramp; the first alias band only) and 0.05 % (hann) at 128 px, 180
+    angles; 0.32 % at 512 px, 720 angles (benchmark).
+    """
+    grid = fbp(sinogram, ANGLES, device="cpu", filter=filter_name)
+    direct = fbp(sinogram, ANGLES, device="cpu", filter=filter_name, backend="torch-bp")
+    assert rel_l2(grid, direct) < 0.01
+    rmse = np.sqrt(np.mean((grid - phantom * circle(N)) ** 2))
+    rmse_direct = np.sqrt(np.mean((direct - phantom * circle(N)) ** 2))
+    assert rmse <= 1.05 * rmse_direct  # measured 1.002 x (ramp)
+
+
+def test_gridding_index_add_path_equals_scipy_path(asymmetric):
+    """The spreading used on GPUs (index_add_) gives the CPU (SciPy sparse) result."""
+    angles = np.linspace(0, np.pi, 90, endpoint=False)
+    sino = radon(asymmetric, np.rad2deg(angles), circle=True).T[:, None, :].astype(np.float32)
+    torch = pytest.importorskip("torch")
+    args = (sino, angles, 31.4, "ramp", torch.device("cpu"), 2.0)
+    a = fbp_module._fbp_gridding(*args)
+    b = fbp_module._fbp_gridding(*args, spread_on_cpu_with_scipy=False)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_gridding_odd_detector_offcentre_and_blocks(monkeypatch):
+    """Odd n_det, sub-pixel centre, several row and point blocks: = torch-bp within 1 %."""
+    rng = np.random.default_rng(7)
+    n = 95
+    yy, xx = np.mgrid[:n, :n] - n // 2
+    slices = []
+    for _ in range(3):
+        img = np.zeros((n, n))
+        for _ in range(4):
+            cy, cx = rng.uniform(-25, 25, 2)
+            img[(yy - cy) ** 2 + (xx - cx) ** 2 < rng.uniform(20, 120)] += rng.uniform(0.5, 1)
+        slices.append(img)
+    angles = np.linspace(0, np.pi, 100, endpoint=False)
+    sinos = np.stack([radon(s, np.rad2deg(angles), circle=True).T for s in slices], axis=1)
+    shifted = apply_shift(sinos.transpose(1, 0, 2), (0.0, 1.7)).transpose(1, 0, 2)
+    center = n // 2 + 1.7
+    direct = fbp(shifted, angles, center=center, device="cpu", backend="torch-bp")
+    whole = fbp(shifted, angles, center=center, device="cpu")
+    monkeypatch.setattr(fbp_module, "_GRID_ELEMENTS", 1)  # one row per block
+    monkeypatch.setattr(fbp_module, "_SPREAD_NNZ", 16 * 1000)  # 1000 points per block
+    blocked = fbp(shifted, angles, center=center, device="cpu")
+    np.testing.assert_allclose(blocked, whole, atol=1e-5)
+    for k in range(3):
+        assert rel_l2(whole[k], direct[k]) < 0.01  # measured 0.3-0.4 %
+    np.testing.assert_array_equal(whole[:, ~circle(n)], 0.0)

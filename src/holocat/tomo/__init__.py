@@ -19,10 +19,12 @@ from holocat.tomo.distances import (
 from holocat.tomo.fbp import BACKENDS, FILTERS, fbp
 from holocat.tomo.flatfield import flat_field
 from holocat.tomo.phase import ctf_multi, paganin, phase_to_delta
+from holocat.tomo.rings import RING_METHODS, remove_rings, ring_metric
 
 __all__ = [
     "BACKENDS",
     "FILTERS",
+    "RING_METHODS",
     "apply_shift",
     "center_from_sinogram",
     "ctf_multi",
@@ -33,6 +35,8 @@ __all__ = [
     "paganin",
     "phase_to_delta",
     "prepare_distances",
+    "remove_rings",
     "register_distances",
     "rescale_to_reference",
+    "ring_metric",
 ]

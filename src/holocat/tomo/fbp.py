@@ -14,10 +14,22 @@ spatial domain, optionally windowed) assumes angles equally spaced over [0, pi),
 
 Backends, one public function:
 
-- ``"torch"`` (default): padded rFFT filtering, then a vectorised gather back-projection:
+- ``"torch"`` (default): padded rFFT filtering, then a Fourier-domain (gridding) back-projection,
+  O(N^2 log N) per slice instead of O(N^2 n_angles). By the Fourier slice theorem the
+  back-projection of the filtered rows is a sum of plane waves at polar frequencies
+  ``nu = (k / M) (cos theta, -sin theta)``; their coefficients are spread onto a 2x oversampled
+  Cartesian grid with an "exponential of semicircle" kernel (width 4 cells), inverse-FFTed and
+  divided by the kernel's Fourier transform (deapodisation). To reproduce the *linear*
+  interpolation of the direct method (and hence iradon to ~0.3 %), the filtered rows are
+  cropped to the detector window the slice reads (plus a cosine-tapered margin, period ``M``)
+  and their spectra are weighted by the linear-interpolation transfer function
+  ``sinc^2(k / M)``, keeping the first alias band (``0 <= k < M`` for the real part, i.e.
+  ``|nu| < 1`` cycle/px). The sparse spreading matrix is shared by all rows of a call. On CPU
+  the spreading is a SciPy sparse product; on other devices ``index_add_`` in chunks.
+- ``"torch-bp"``: the same filtering, then a direct back-projection with
   ``torch.nn.functional.grid_sample`` (bilinear on a height-1 image per angle, i.e. linear
-  interpolation along the detector, zero outside it) samples a block of angles for a block of
-  rows at once; identical code on CPU and CUDA.
+  interpolation along the detector, zero outside it) for a block of angles and rows at once;
+  exact skimage arithmetic, fast on a GPU, slow on a CPU.
 - ``"astra"``: ASTRA's ``FBP`` (CPU, "strip" projector, one slice at a time, slices spread
   over a process pool) or ``FBP_CUDA`` when ``device`` is CUDA and ``astra.use_cuda()``.
 """
@@ -42,12 +54,12 @@ __all__ = ["fbp", "FILTERS", "BACKENDS"]
 logger = logging.getLogger(__name__)
 
 FilterName = Literal["ramp", "shepp-logan", "cosine", "hamming", "hann"]
-BackendName = Literal["torch", "astra"]
+BackendName = Literal["torch", "torch-bp", "astra"]
 
 #: filter names accepted by :func:`fbp`
 FILTERS: tuple[str, ...] = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
 #: back-projection backends accepted by :func:`fbp`
-BACKENDS: tuple[str, ...] = ("torch", "astra")
+BACKENDS: tuple[str, ...] = ("torch", "torch-bp", "astra")
 
 _ASTRA_FILTERS = {
     "ramp": "ram-lak",
@@ -58,6 +70,15 @@ _ASTRA_FILTERS = {
 }
 #: float32 elements per gathered block in the torch back-projection (~64 MiB each)
 _GATHER_ELEMENTS = 1 << 24
+#: gridding: oversampling of the Cartesian frequency grid, kernel width (cells), ES shape
+_GRID_SIGMA = 2
+_KERNEL_WIDTH = 4
+_KERNEL_BETA = 2.30 * _KERNEL_WIDTH
+#: gridding: cosine-tapered detector margin (px) beyond the window a slice reads
+_TAPER_PX = 16
+#: gridding: complex grid cells per row block (~256 MiB) and non-zeros per spreading block
+_GRID_ELEMENTS = 1 << 25
+_SPREAD_NNZ = 1 << 23
 
 
 @functools.lru_cache(maxsize=32)
@@ -196,8 +217,10 @@ def fbp(
         Ram-Lak ramp (built in the spatial domain) or that ramp times a window.
     device : str or torch.device
         "auto", "cpu", "cuda" or "cuda:N" (:func:`holocat._device.resolve_device`).
-    backend : {"torch", "astra"}, optional
-        Default "torch". "astra" runs ASTRA's CPU ``FBP`` per slice in a process pool, or
+    backend : {"torch", "torch-bp", "astra"}, optional
+        Default "torch" (Fourier gridding back-projection, see the module docstring; agrees
+        with the direct "torch-bp" to < 1 % relative L2, ~0.3 % at 512 px). "torch-bp" is the
+        direct linear-interpolation back-projection (``grid_sample``). "astra" runs ASTRA's CPU ``FBP`` per slice in a process pool, or
         ``FBP_CUDA`` when the device is CUDA and ASTRA was built with CUDA.
     pad_factor : float
         The detector is edge-padded to >= pad_factor * n_det (next fast FFT length) before
@@ -249,6 +272,8 @@ def fbp(
         dev,
     )
     if name == "torch":
+        out = _fbp_gridding(sino, theta, c, filter_name, dev, float(pad_factor))
+    elif name == "torch-bp":
         out = _fbp_torch(sino, theta, c, filter_name, dev, float(pad_factor))
     else:
         use_cuda = False
@@ -333,6 +358,156 @@ def _fbp_torch(
             acc *= np.pi / n_angles
             out[r0:r1, flat_inside] = acc.cpu().numpy()
     return out.reshape(n_rows, n_det, n_det)
+
+
+# ------------------------------------------------------------------------ gridding backend
+
+
+def _es_kernel(z: Any) -> Any:
+    """ "Exponential of semicircle" kernel exp(beta (sqrt(1 - z^2) - 1)), z in [-1, 1] (torch)."""
+    torch = import_torch()
+    return torch.exp(_KERNEL_BETA * (torch.sqrt(torch.clamp(1.0 - z * z, min=0.0)) - 1.0))
+
+
+def _deapodisation(n: int, n_grid: int) -> NDArray[np.float64]:
+    """Fourier transform of the spreading kernel at image offsets ``-n//2 .. n - n//2 - 1``.
+
+    ``phi_hat(x) = int phi(d) cos(2 pi d x / n_grid) dd`` over ``|d| <= W / 2`` cells, by
+    200-node Gauss-Legendre quadrature (the kernel is smooth and ~e^-beta at its ends).
+    """
+    z, wq = np.polynomial.legendre.leggauss(200)
+    half_width = _KERNEL_WIDTH / 2
+    phi = np.exp(_KERNEL_BETA * (np.sqrt(1.0 - z * z) - 1.0)) * wq * half_width
+    x = np.arange(n) - n // 2
+    return np.cos(2 * np.pi * np.outer(x / n_grid, z * half_width)) @ phi
+
+
+def _spread_weights(g: Any, n_grid: int) -> tuple[Any, Any]:
+    """Grid cells (int64, mod n_grid) and kernel weights, both (n_points, W), of 1D positions."""
+    torch = import_torch()
+    offsets = torch.arange(_KERNEL_WIDTH, device=g.device)
+    first = torch.ceil(g - _KERNEL_WIDTH / 2)
+    d = (first[:, None] + offsets[None, :].to(g.dtype)) - g[:, None]
+    weights = _es_kernel(d.to(torch.float32) * (2.0 / _KERNEL_WIDTH))
+    cells = torch.remainder(first.to(torch.int64)[:, None] + offsets[None, :], n_grid)
+    return cells, weights
+
+
+def _spread(coeffs: Any, gx: Any, gy: Any, n_grid: int, *, use_scipy: bool) -> Any:
+    """Sum of kernel-weighted ``coeffs`` (n_points, n_col) on the periodic n_grid^2 grid.
+
+    Returns a (n_grid * n_grid, n_col) float32 tensor (row-major: cell ``y * n_grid + x``).
+    ``gx``/``gy``: point positions in grid cells. ``use_scipy`` (CPU tensors only): one
+    SciPy sparse product per block of points; otherwise ``index_add_`` (any device).
+    """
+    torch = import_torch()
+    n_points, n_col = coeffs.shape
+    w2 = _KERNEL_WIDTH * _KERNEL_WIDTH
+    grid = torch.zeros((n_grid * n_grid, n_col), dtype=torch.float32, device=coeffs.device)
+    block = max(1, _SPREAD_NNZ // w2)
+    for p0 in range(0, n_points, block):
+        p1 = min(n_points, p0 + block)
+        cx, wx = _spread_weights(gx[p0:p1], n_grid)
+        cy, wy = _spread_weights(gy[p0:p1], n_grid)
+        cols = (cy[:, :, None] * n_grid + cx[:, None, :]).reshape(-1)
+        vals = (wy[:, :, None] * wx[:, None, :]).reshape(-1)
+        if use_scipy:
+            import scipy.sparse
+
+            matrix = scipy.sparse.csr_array(
+                (vals.numpy(), cols.numpy(), np.arange(0, (p1 - p0) * w2 + 1, w2)),
+                shape=(p1 - p0, n_grid * n_grid),
+            )
+            grid += torch.from_numpy(np.asarray(matrix.T @ coeffs[p0:p1].numpy()))
+        else:
+            contrib = coeffs[p0:p1, None, :] * vals.view(p1 - p0, w2, 1)
+            grid.index_add_(0, cols, contrib.reshape(-1, n_col))
+    return grid
+
+
+def _fbp_gridding(
+    sino: NDArray[np.float32],
+    theta: NDArray[np.float64],
+    center: float,
+    filter_name: str,
+    dev: Any,
+    pad_factor: float,
+    *,
+    spread_on_cpu_with_scipy: bool = True,
+) -> NDArray[np.float32]:
+    """(n_angles, n_rows, n_det) -> (n_rows, n_det, n_det): Fourier gridding back-projection.
+
+    ``f(x, y) = (pi / n_angles) sum_theta L_theta(origin + x cos theta - y sin theta)`` with
+    ``L`` the linear interpolant of the filtered, cropped, tapered row of period ``m``:
+    ``L(u) = sum_k (Q[k mod m] / m) sinc^2(k / m) e^{2 pi i k u / m}``, summed for
+    ``-m < k < m`` (real part of ``k = 0`` plus twice ``0 < k < m``) and evaluated on the
+    pixel grid by a type-1 NUFFT (spreading + inverse FFT + deapodisation).
+    ``spread_on_cpu_with_scipy=False`` forces the ``index_add_`` spreading (tests).
+    """
+    torch = import_torch()
+    n_angles, n_rows, n_det = sino.shape
+    n_pad, left, right = _padding(n_det, pad_factor)
+    response = torch.from_numpy(_filter_response(n_pad, filter_name).astype(np.float32)).to(dev)
+
+    # detector window read by the inscribed circle (|t| <= n_det // 2, +1 for the linear
+    # interpolation neighbour, +1 spare) plus a cosine taper to 0, as one period m
+    origin_pad = center + left
+    half = n_det // 2 + 2
+    m = next_fast_len(2 * (half + _TAPER_PX))
+    start = int(np.floor(origin_pad)) - m // 2
+    window = np.clip(np.arange(start, start + m), 0, n_pad - 1)
+    ramp = np.clip((np.abs(np.arange(start, start + m) - origin_pad) - half) / _TAPER_PX, 0, 1)
+    taper = torch.from_numpy((0.5 + 0.5 * np.cos(np.pi * ramp)).astype(np.float32)).to(dev)
+    window_t = torch.from_numpy(window).to(dev)
+    origin = origin_pad - start
+
+    # per-frequency factor: linear-interpolation transfer, real-part weights, pi / n_angles,
+    # 1 / m of the inverse DFT and the phase putting t = 0 at the rotation axis
+    k = np.arange(m)
+    factor = np.sinc(k / m) ** 2 * np.where(k == 0, 1.0, 2.0) * np.pi / (n_angles * m)
+    factor = factor * np.exp(2j * np.pi * k * (origin / m))
+    factor_t = torch.from_numpy(factor.astype(np.complex64)).to(dev)
+
+    n_grid = next_fast_len(_GRID_SIGMA * n_det)
+    n_grid += n_grid % 2
+    th = torch.from_numpy(theta).to(dev)
+    radius = torch.arange(m, dtype=torch.float64, device=dev) * (n_grid / m)
+    gx = (torch.cos(th)[:, None] * radius[None, :]).reshape(-1)  # cells, (n_angles * m,)
+    gy = (-torch.sin(th)[:, None] * radius[None, :]).reshape(-1)
+    deapod = _deapodisation(n_det, n_grid)
+    inv_deapod = torch.from_numpy((1.0 / np.outer(deapod, deapod)).astype(np.float32)).to(dev)
+    offsets = np.remainder(np.arange(n_det) - n_det // 2, n_grid)
+    offsets_t = torch.from_numpy(offsets).to(dev)
+    outside = torch.from_numpy(~_circle_mask(n_det)).to(dev)
+    logger.debug(
+        "fbp[torch gridding]: window %d px, grid %d^2, %d points x %d weights",
+        m,
+        n_grid,
+        gx.numel(),
+        _KERNEL_WIDTH**2,
+    )
+
+    row_block = max(1, min(n_rows, _GRID_ELEMENTS // (n_grid * n_grid)))
+    out = np.empty((n_rows, n_det, n_det), dtype=np.float32)
+    use_scipy = dev.type == "cpu" and spread_on_cpu_with_scipy
+    with torch.no_grad():
+        for r0 in range(0, n_rows, row_block):
+            r1 = min(n_rows, r0 + row_block)
+            b = r1 - r0
+            block = torch.from_numpy(np.ascontiguousarray(sino[:, r0:r1].transpose(1, 0, 2)))
+            padded = torch.nn.functional.pad(block.to(dev), (left, right), mode="replicate")
+            q = torch.fft.irfft(torch.fft.rfft(padded, dim=-1) * response, n=n_pad, dim=-1)
+            q = q.index_select(-1, window_t) * taper  # (b, n_angles, m)
+            coeffs = torch.fft.fft(q, dim=-1) * factor_t
+            coeffs = torch.view_as_real(coeffs.permute(1, 2, 0).contiguous()).reshape(-1, 2 * b)
+            grid = _spread(coeffs, gx, gy, n_grid, use_scipy=use_scipy)
+            grid = torch.view_as_complex(grid.view(n_grid, n_grid, b, 2))
+            image = torch.fft.ifft2(grid, dim=(0, 1), norm="forward")
+            image = image.index_select(0, offsets_t).index_select(1, offsets_t).real
+            image = image.permute(2, 0, 1) * inv_deapod
+            image[:, outside] = 0.0
+            out[r0:r1] = image.cpu().numpy()
+    return out
 
 
 # ---------------------------------------------------------------------------- astra backend
