@@ -267,6 +267,7 @@ def reconstruct_init(phase_store: str | Path, volume_store: str | Path, params: 
         "center_of_rotation_px": center,
         "filter": params["filter"],
         "backend": params["backend"],
+        "ring_removal": params.get("rings", "none"),
         "roi": {"row0": row0, "n_rows": n_rows, "n_yx": n_yx, "n_det": n_det},
     }
     reset_scatter(volume_store)
@@ -297,7 +298,7 @@ def reconstruct_slab(
     phase_store: str | Path, volume_store: str | Path, slab: int, params: dict, out: str | Path
 ) -> None:
     """FBP of one slab of detector rows, cropped to the sample, converted to δ, written in place."""
-    from holocat.tomo import fbp, phase_to_delta
+    from holocat.tomo import fbp, phase_to_delta, remove_rings
 
     t0 = time.perf_counter()
     init = read_json(f"{volume_store}.init.json")
@@ -307,6 +308,8 @@ def reconstruct_slab(
     z0, z1 = chunk_range(n_rows, int(init["params"]["slab_rows"]), slab)
     r0 = init["row0"]
     sino = np.asarray(img.array[:, r0 + z0 : r0 + z1, :], dtype=np.float32)
+    if params.get("rings", "none") != "none":
+        sino = remove_rings(sino, method=params["rings"])
     rec = fbp(
         sino,
         angles,
