@@ -1,6 +1,11 @@
 """FBP throughput, side by side in one run: holocat torch vs skimage iradon vs ASTRA CPU FBP.
 
 Usage: python benchmarks/bench_fbp.py [--size 512] [--angles 720] [--rows 8] [--out results.json]
+       [--skip-bp]
+
+"torch" is the default backend (Fourier gridding back-projection), "torch-bp" the direct
+grid_sample back-projection it replaced (skip it with --skip-bp: it is slow on a CPU).
+Also reports each reconstruction's RMSE against the phantom (inside the circle).
 
 Reports seconds per slice and the ratios against the peers measured in the same run, plus the
 relative L2 difference between the reconstructions (they must agree, or the timing is meaningless).
@@ -38,6 +43,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=8, help="slices per batched call")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out")
+    ap.add_argument("--skip-bp", action="store_true", help="do not time backend='torch-bp'")
     a = ap.parse_args()
     import torch
 
@@ -67,6 +73,10 @@ def main() -> None:
         "torch_cpu_s_per_slice_batched": t_tb / a.rows,
         "astra_cpu_s_per_slice": t_as / a.rows,
     }
+    recbp = None
+    if not a.skip_bp:
+        t_bp, recbp = _best_of(lambda: fbp(sino3d, angles, device="cpu", backend="torch-bp"), 1)
+        per["torch_bp_cpu_s_per_slice_batched"] = t_bp / a.rows
     if torch.cuda.is_available():
         fbp(sino3d, angles, device="cuda")
         t_g, _ = _best_of(lambda: fbp(sino3d, angles, device="cuda"), a.repeat)
@@ -76,7 +86,13 @@ def main() -> None:
         "iradon_over_torch_batched": t_ir / per["torch_cpu_s_per_slice_batched"],
         "astra_over_torch_batched": per["astra_cpu_s_per_slice"]
         / per["torch_cpu_s_per_slice_batched"],
+        "iradon_over_torch_single": t_ir / t_t1,
+        "astra_over_torch_single": per["astra_cpu_s_per_slice"] / t_t1,
     }
+    if recbp is not None:
+        res["ratios"]["torch_bp_over_torch_batched"] = (
+            per["torch_bp_cpu_s_per_slice_batched"] / per["torch_cpu_s_per_slice_batched"]
+        )
 
     def rel(x, y):
         return float(np.linalg.norm(x - y) / np.linalg.norm(y))
@@ -85,7 +101,21 @@ def main() -> None:
         "torch_vs_iradon": rel(rec1, ref),
         "astra_vs_iradon": rel(reca[0], ref),
         "batched_vs_single": rel(recb[0], rec1),
+        "torch_vs_astra": rel(rec1, reca[0]),
     }
+    r = np.arange(a.size) - a.size // 2
+    inside = r[:, None] ** 2 + r[None, :] ** 2 <= (a.size // 2) ** 2
+    truth = image * inside
+
+    def rmse(x):
+        return float(np.sqrt(np.mean((x - truth) ** 2)))
+
+    res["rmse_vs_phantom"] = {"iradon": rmse(ref), "torch": rmse(rec1), "astra": rmse(reca[0])}
+    res["rmse_vs_phantom"]["torch_over_iradon"] = res["rmse_vs_phantom"]["torch"] / rmse(ref)
+    if recbp is not None:
+        res["agreement_rel_l2"]["torch_bp_vs_iradon"] = rel(recbp[0], ref)
+        res["agreement_rel_l2"]["torch_vs_torch_bp"] = rel(rec1, recbp[0])
+        res["rmse_vs_phantom"]["torch_bp"] = rmse(recbp[0])
     text = json.dumps(res, indent=2)
     print(text)
     if a.out:

@@ -55,8 +55,10 @@ def test_shepp_logan_scale_and_accuracy(phantom, sinogram):
     assert rec.shape == (N, N) and rec.dtype == np.float32
     rmse = np.sqrt(np.mean((rec - phantom * circle(N)) ** 2))
     rmse_iradon = np.sqrt(np.mean((ref - phantom * circle(N)) ** 2))
-    assert rmse <= 1.05 * rmse_iradon  # measured: equal to 1e-6 (0.0318 both)
-    assert rel_l2(rec, ref) < 0.01  # measured 2e-6
+    # default backend (Fourier gridding): measured 1.002 x (0.03186 vs 0.03179) and 0.78 %;
+    # torch-bp (direct) equals iradon to 2e-6
+    assert rmse <= 1.05 * rmse_iradon
+    assert rel_l2(rec, ref) < 0.01
     np.testing.assert_array_equal(rec[~circle(N)], 0.0)
 
 
@@ -66,7 +68,7 @@ def test_astra_cpu_matches_torch_and_iradon(sinogram):
     ast = fbp(sinogram, ANGLES, device="cpu", backend="astra")
     ref = iradon(sinogram.T, DEG, circle=True)
     assert ast.shape == (N, N) and ast.dtype == np.float32
-    assert rel_l2(ast, rec) < 0.01  # measured 0.50 %
+    assert rel_l2(ast, rec) < 0.01  # measured 0.61 %
     assert rel_l2(ast, ref) < 0.01
 
 
@@ -134,7 +136,7 @@ def test_filters_match_iradon_and_differ(sinogram):
     for name in FILTERS:
         recs[name] = fbp(sinogram, ANGLES, filter=name, device="cpu")
         ref = iradon(sinogram.T, DEG, circle=True, filter_name=name)
-        assert rel_l2(recs[name], ref) < 0.01  # measured <= 4e-4 (hamming/hann windows)
+        assert rel_l2(recs[name], ref) < 0.01  # measured 0.37 % (hann) to 0.78 % (ramp)
     names = list(FILTERS)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
@@ -255,7 +257,7 @@ def test_gridding_nufft_matches_direct_plane_wave_sum():
 def test_gridding_matches_direct_backprojection(phantom, sinogram, filter_name):
     """Default backend vs the direct linear-interpolation back-projection (torch-bp).
 
-    Measured 0.79 % (ramp; the first alias band only) and 0.05 % (hann) at 128 px, 180
+    Measured 0.78 % (ramp; the first alias band only) and 0.37 % (hann) at 128 px, 180
     angles; 0.32 % at 512 px, 720 angles (benchmark).
     """
     grid = fbp(sinogram, ANGLES, device="cpu", filter=filter_name)
