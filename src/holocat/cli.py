@@ -159,12 +159,16 @@ def _attributes(a) -> None:
     p = _params(
         a.params, "attributes", extra={**_top("slab_rows"), "sample": "sample", "cycles": 0}
     )
+    if a.workers < 1:
+        raise ValueError(f"--workers: expected >= 1; got {a.workers}")
     if a.action == "slab":
-        particles.attributes_slab(a.paths[0], a.paths[1], a.index, a.slab, p, a.out)
+        particles.attributes_slab(
+            a.paths[0], a.paths[1], a.index, a.slab, p, a.out, n_workers=a.workers
+        )
     elif a.action == "gather":
         particles.attributes_gather(a.paths[0], a.paths[1], a.paths[2:], p)
     else:
-        particles.attributes_truth(a.paths[0], a.paths[1], p)
+        particles.attributes_truth(a.paths[0], a.paths[1], p, n_workers=a.workers)
 
 
 def _analysis(a) -> None:
@@ -302,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--slab", type=int, default=0)
     s.add_argument("--index")
     s.add_argument("--out")
+    s.add_argument("--workers", type=int, default=1, help="processes over particles (slab, truth)")
     s.add_argument("--params", **prm)
     s.set_defaults(func=_attributes, n_paths={"slab": 2, "gather": 3, "truth": 2})
 

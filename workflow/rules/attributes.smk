@@ -24,7 +24,7 @@ rule attributes:
     shell:
         "holocat attributes slab results/{wildcards.sample}/labels.ome.zarr "
         "results/{wildcards.sample}/volume.ome.zarr --index {input.index} --slab {wildcards.slab} "
-        "--params {params.p} --out {output} >{log} 2>&1"
+        "--params {params.p} --out {output} --workers {threads} >{log} 2>&1"
 
 
 rule attributes_gather:

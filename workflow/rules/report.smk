@@ -20,7 +20,8 @@ rule truth_attributes:
         p=lambda w: as_json(config["attributes"]),
         code=code_digest("attributes"),
     shell:
-        "holocat attributes truth results/{wildcards.sample}/truth {output} --params {params.p} >{log} 2>&1"
+        "holocat attributes truth results/{wildcards.sample}/truth {output} --params {params.p} "
+        "--workers {threads} >{log} 2>&1"
 
 
 rule validate:

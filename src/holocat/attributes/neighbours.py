@@ -66,16 +66,20 @@ def summed_area_table(mask: ArrayLike, *, downsample: int = 1) -> NDArray[np.int
         raise TypeError(f"downsample: expected an int >= 1; got {downsample!r}")
     if downsample < 1:
         raise ValueError(f"downsample: expected an int >= 1; got {downsample}")
-    counts = arr.astype(np.int64)
     k = int(downsample)
+    counts = arr
     if k > 1:
-        padded_shape = [math.ceil(n / k) * k for n in counts.shape]
-        pad = [(0, p - n) for p, n in zip(padded_shape, counts.shape, strict=True)]
-        counts = np.pad(counts, pad)
+        padded_shape = [math.ceil(n / k) * k for n in arr.shape]
+        pad = [(0, p - n) for p, n in zip(padded_shape, arr.shape, strict=True)]
         mz, my, mx = (p // k for p in padded_shape)
-        counts = counts.reshape(mz, k, my, k, mx, k).sum(axis=(1, 3, 5))
+        counts = np.pad(arr, pad).reshape(mz, k, my, k, mx, k).sum(axis=(1, 3, 5), dtype=np.int64)
+    # one int64 table, filled and summed in place: no full-size temporaries (at 1000^3 the
+    # chained cumsums needed ~4 copies of 8 GB)
     sat = np.zeros(tuple(n + 1 for n in counts.shape), dtype=np.int64)
-    sat[1:, 1:, 1:] = counts.cumsum(axis=0).cumsum(axis=1).cumsum(axis=2)
+    inner = sat[1:, 1:, 1:]
+    inner[...] = counts
+    for axis in range(3):
+        np.cumsum(inner, axis=axis, out=inner)
     return sat
 
 

@@ -251,6 +251,8 @@ def attributes_slab(
     slab: int,
     params: dict,
     out: str | Path,
+    *,
+    n_workers: int = 1,
 ) -> None:
     """Local (per-particle) attributes of the particles whose bounding box starts in z-slab ``slab``.
 
@@ -285,6 +287,7 @@ def attributes_slab(
             label_ids=owned["label"].to_numpy(),
             offset_vox=(a, 0, 0),
             full_shape=shape,
+            n_workers=n_workers,
             **_attribute_kwargs(params),
         )
     write_table(table, out, metadata={"slab": slab, "rows": [s0, s1]}, csv=False)
@@ -347,7 +350,9 @@ def attributes_gather(
     log.info("attributes of %d particles -> %s", len(table), out)
 
 
-def attributes_truth(truth_dir: str | Path, out: str | Path, params: dict) -> None:
+def attributes_truth(
+    truth_dir: str | Path, out: str | Path, params: dict, *, n_workers: int = 1
+) -> None:
     """Attributes of the simulator's ground-truth labels on its δ map (the validation reference)."""
     from holocat.attributes import extract
 
@@ -360,6 +365,7 @@ def attributes_truth(truth_dir: str | Path, out: str | Path, params: dict) -> No
         np.asarray(delta.array[:]),
         voxel_size_um=vox,
         pdensity_cube_um=float(params.get("pdensity_cube_um", 100.0)),
+        n_workers=n_workers,
         **_attribute_kwargs(params),
     )
     write_table(table, out, metadata=_table_metadata(params, [str(truth_dir)], "truth_attributes"))

@@ -1,0 +1,292 @@
+"""Particle-attribute throughput at scale: holocat extract vs skimage regionprops vs the slab split.
+
+Usage: python benchmarks/bench_attributes.py [--size 512] [--voxel-size-um 0.4]
+       [--mean-diameter-um 10] [--active-fraction 0.05] [--slab-rows 64] [--out results.json]
+
+Builds a simulated electrode (``holocat.simulate.electrode``; its ``labels`` are the solid
+particle labels, ``delta`` the volume) and times, on the same labels and volume:
+
+(a) ``holocat.attributes.extract`` with ``n_workers=1`` and ``n_workers=2`` (all 23 attributes);
+(b) ``skimage.measure.regionprops_table`` with area, centroid, intensity_mean and
+    inertia_tensor_eigvals (the cheap peer: no closing, meshes, roughness or neighbours);
+(c) the split path of the workflow (``holocat attributes slab`` / ``gather``, without the Zarr
+    I/O): per slab of ``--slab-rows`` rows, ``particle_attributes`` on the particles whose bounding
+    box starts in the slab, on a block spanning their bounding boxes plus the same margin as
+    ``holocat.pipeline.particles.attributes_slab``; then ``summed_area_table`` + ``add_pdensity`` +
+    ``neighbour_attributes`` on the concatenated table.
+
+Reports seconds, seconds per particle, ratios, the agreement of the paths (max |difference| per
+column between extract n_workers=1, n_workers=2 and the split path; regionprops centroids and
+volumes against extract) and a projection to ``--target-voxels`` voxels with ``--target-particles``
+particles under the stated assumption that cost is proportional to particles x voxels per particle
+(the target's voxels per particle = ``--target-fill`` x target voxels / target particles), against
+the goal of ``--goal-s`` seconds for all 23 attributes. Records the machine (CPUs, load average,
+library versions). Not a test: no timing is asserted anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+
+import numpy as np
+import pandas as pd
+import scipy
+import skimage
+from scipy import ndimage as ndi
+from skimage.measure import regionprops_table
+
+from holocat.attributes import (
+    add_pdensity,
+    extract,
+    neighbour_attributes,
+    particle_attributes,
+    summed_area_table,
+)
+from holocat.simulate import electrode
+
+#: Columns compared between the paths (every numeric output column).
+_COMPARE = (
+    "X", "Y", "Z", "Yaw", "Pitch", "Roll", "EDensity", "Homogeneity", "SurfaceInner",
+    "SurfaceOuter", "Volume", "Damage", "Elongation", "Sphericity", "VSratio", "RoughInner",
+    "RoughOuter", "Contact", "PDensity", "DistNearest", "ElongStd", "VolumeStd", "OrienIso",
+)  # fmt: skip
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def _max_abs_diff(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, float]:
+    """Max |a - b| per column over rows matched by label (NaN/inf in both count as equal)."""
+    a = a.set_index("label").sort_index()
+    b = b.set_index("label").sort_index()
+    if not a.index.equals(b.index):
+        raise ValueError(f"tables hold different labels: {len(a)} vs {len(b)} rows")
+    out = {}
+    for col in _COMPARE:
+        x = a[col].to_numpy(dtype=np.float64)
+        y = b[col].to_numpy(dtype=np.float64)
+        same = (x == y) | (np.isnan(x) & np.isnan(y))
+        d = np.where(same, 0.0, np.abs(x - y))
+        out[col] = float(np.nanmax(d)) if d.size else 0.0
+    return out
+
+
+def _split_path(
+    labels: np.ndarray,
+    volume: np.ndarray,
+    *,
+    voxel_size_um: float,
+    slab_rows: int,
+    r_close_um: float,
+) -> tuple[pd.DataFrame, dict]:
+    """The workflow's slab/gather split, in memory (see the module docstring)."""
+    shape = labels.shape
+    t_index, slices = _timed(lambda: ndi.find_objects(labels))
+    index = pd.DataFrame(
+        [(i + 1, sl[0].start, sl[0].stop) for i, sl in enumerate(slices) if sl is not None],
+        columns=["label", "z0", "z1"],
+    )
+    margin = int(np.ceil(r_close_um / voxel_size_um)) + 3  # as attributes_slab
+    parts, slab_s, block_rows = [], [], []
+    for s0 in range(0, shape[0], slab_rows):
+        s1 = min(s0 + slab_rows, shape[0])
+        owned = index[(index["z0"] >= s0) & (index["z0"] < s1)]
+        if owned.empty:
+            continue
+        a = max(0, int(owned["z0"].min()) - margin)
+        b = min(shape[0], int(owned["z1"].max()) + margin)
+        t, part = _timed(
+            lambda a=a, b=b, owned=owned: particle_attributes(
+                labels[a:b],
+                volume[a:b],
+                voxel_size_um=voxel_size_um,
+                r_close_um=r_close_um,
+                label_ids=owned["label"].to_numpy(),
+                offset_vox=(a, 0, 0),
+                full_shape=shape,
+            )
+        )
+        parts.append(part)
+        slab_s.append(t)
+        block_rows.append(b - a)
+
+    def gather() -> tuple[pd.DataFrame, float]:
+        table = pd.concat(parts, ignore_index=True).sort_values("label", ignore_index=True)
+        t_sat, sat = _timed(lambda: summed_area_table(labels > 0))
+        table = add_pdensity(table, sat, voxel_size_um=voxel_size_um)
+        return neighbour_attributes(table), t_sat
+
+    t_gather, (table, t_sat) = _timed(gather)
+    timing = {
+        "index_find_objects_s": t_index,
+        "slabs_total_s": float(sum(slab_s)),
+        "slab_max_s": float(max(slab_s)),
+        "n_slab_jobs": len(slab_s),
+        "block_rows_mean": float(np.mean(block_rows)),
+        "block_rows_max": int(max(block_rows)),
+        "gather_s": t_gather,
+        "gather_summed_area_table_s": t_sat,
+        "total_s": t_index + float(sum(slab_s)) + t_gather,
+    }
+    return table, timing
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=512, help="edge N of the N^3 volume")
+    ap.add_argument("--voxel-size-um", type=float, default=0.4)
+    ap.add_argument("--mean-diameter-um", type=float, default=10.0)
+    ap.add_argument("--active-fraction", type=float, default=0.05)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--r-close-um", type=float, default=0.7, help="config attributes.r_close_um")
+    ap.add_argument("--slab-rows", type=int, default=64)
+    ap.add_argument("--skip-workers", action="store_true", help="skip extract n_workers=2")
+    ap.add_argument("--skip-split", action="store_true", help="skip the slab split path")
+    ap.add_argument("--target-voxels", type=float, default=1000.0**3)
+    ap.add_argument("--target-particles", type=int, default=2000)
+    ap.add_argument(
+        "--target-fill",
+        type=float,
+        default=0.4,
+        help="particle-voxel fraction of the target volume (sets its voxels per particle)",
+    )
+    ap.add_argument("--goal-s", type=float, default=60.0)
+    ap.add_argument("--out")
+    a = ap.parse_args()
+
+    n = a.size
+    s = a.voxel_size_um
+    res: dict = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpus_usable": len(os.sched_getaffinity(0)),
+            "load_avg_at_start": os.getloadavg(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+            "skimage": skimage.__version__,
+        },
+        "params": vars(a),
+    }
+    t_sim, e = _timed(
+        lambda: electrode(
+            (n, n, n),
+            voxel_size_um=s,
+            mean_diameter_um=a.mean_diameter_um,
+            active_fraction=a.active_fraction,
+            seed=a.seed,
+        )
+    )
+    labels, volume = e.labels, e.delta
+    counts = np.bincount(labels.ravel())[1:]
+    counts = counts[counts > 0]
+    n_part = int(counts.size)
+    vpp = float(counts.mean())
+    res["volume"] = {
+        "shape": [n, n, n],
+        "voxel_size_um": s,
+        "n_particles": n_part,
+        "solid_voxels_per_particle_mean": vpp,
+        "solid_voxels_per_particle_max": int(counts.max()),
+        "equivalent_diameter_vox_mean": float(np.mean(np.cbrt(6.0 * counts / math.pi))),
+        "solid_fraction": float(counts.sum() / labels.size),
+        "simulate_s": t_sim,
+    }
+
+    sec: dict = {}
+    t1, tab1 = _timed(lambda: extract(labels, volume, voxel_size_um=s, r_close_um=a.r_close_um))
+    sec["extract_n_workers_1"] = t1
+    if not a.skip_workers:
+        t2, tab2 = _timed(
+            lambda: extract(labels, volume, voxel_size_um=s, r_close_um=a.r_close_um, n_workers=2)
+        )
+        sec["extract_n_workers_2"] = t2
+    props = ("label", "area", "centroid", "intensity_mean", "inertia_tensor_eigvals")
+    t_rp, rp = _timed(lambda: regionprops_table(labels, intensity_image=volume, properties=props))
+    sec["regionprops"] = t_rp
+    if not a.skip_split:
+        tab_split, split = _split_path(
+            labels, volume, voxel_size_um=s, slab_rows=a.slab_rows, r_close_um=a.r_close_um
+        )
+        sec["split"] = split
+    res["seconds"] = sec
+
+    per = {"extract_n_workers_1": t1 / n_part, "regionprops": t_rp / n_part}
+    if "extract_n_workers_2" in sec:
+        per["extract_n_workers_2"] = sec["extract_n_workers_2"] / n_part
+    if "split" in sec:
+        per["split_total"] = sec["split"]["total_s"] / n_part
+    res["seconds_per_particle"] = per
+
+    ratios = {"extract_n1_over_regionprops": t1 / t_rp}
+    if "extract_n_workers_2" in sec:
+        ratios["extract_n1_over_n2"] = t1 / sec["extract_n_workers_2"]
+    if "split" in sec:
+        ratios["split_over_extract_n1"] = sec["split"]["total_s"] / t1
+    res["ratios"] = ratios
+
+    # agreement: the timings only mean something if the paths compute the same table
+    rp_df = pd.DataFrame(rp).set_index("label").sort_index()
+    ref = tab1.set_index("label").sort_index()
+    agree: dict = {
+        "regionprops_vs_extract": {
+            "same_labels": bool(rp_df.index.equals(ref.index)),
+            "max_abs_n_voxels": float(np.max(np.abs(rp_df["area"] - ref["n_voxels"]))),
+            "max_abs_edensity": float(np.max(np.abs(rp_df["intensity_mean"] - ref["EDensity"]))),
+        }
+    }
+    if "extract_n_workers_2" in sec:
+        agree["extract_n2_vs_n1_max_abs"] = max(_max_abs_diff(tab2, tab1).values())
+    if "split" in sec:
+        d = _max_abs_diff(tab_split, tab1)
+        agree["split_vs_extract_max_abs"] = {k: v for k, v in d.items() if v > 0}
+    res["agreement"] = agree
+
+    # projection: cost proportional to particles x voxels per particle
+    target_vpp = a.target_fill * a.target_voxels / a.target_particles
+    scale = a.target_particles * target_vpp / (n_part * vpp)
+    surface_scale = (a.target_particles / n_part) * (target_vpp / vpp) ** (2.0 / 3.0)
+    proj = {
+        "assumption": (
+            "cost proportional to particles x voxels per particle; target voxels per particle = "
+            f"{a.target_fill} x {a.target_voxels:.3g} / {a.target_particles} = {target_vpp:.4g}"
+        ),
+        "target_voxels_per_particle": target_vpp,
+        "scale_factor": scale,
+        "goal_s": a.goal_s,
+        "projected_s": {k: v * scale for k, v in sec.items() if isinstance(v, float)},
+        "surface_scaling_for_reference": {
+            "assumption": "cost proportional to particles x voxels per particle^(2/3) (mesh work)",
+            "scale_factor": surface_scale,
+            "projected_s": {k: v * surface_scale for k, v in sec.items() if isinstance(v, float)},
+        },
+    }
+    if "split" in sec:
+        proj["projected_s"]["split_total"] = sec["split"]["total_s"] * scale
+        proj["surface_scaling_for_reference"]["projected_s"]["split_total"] = (
+            sec["split"]["total_s"] * surface_scale
+        )
+    best = min(v for k, v in proj["projected_s"].items() if k.startswith("extract"))
+    proj["meets_goal"] = bool(best <= a.goal_s)
+    proj["speedup_needed"] = best / a.goal_s
+    res["projection"] = proj
+    res["machine"]["load_avg_at_end"] = os.getloadavg()
+
+    text = json.dumps(res, indent=2)
+    print(text)
+    if a.out:
+        with open(a.out, "w", encoding="utf-8") as fh:
+            fh.write(text)
+
+
+if __name__ == "__main__":
+    main()
