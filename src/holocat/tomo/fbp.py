@@ -48,6 +48,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.fft import next_fast_len
 
 from holocat._device import astra_cuda_available, import_torch, resolve_device
+from holocat.tomo._sinograms import as_sinograms
 
 __all__ = ["fbp", "FILTERS", "BACKENDS"]
 
@@ -132,17 +133,7 @@ def _check_inputs(
     pad_factor: float,
     workers: int | None,
 ) -> tuple[NDArray[np.float32], NDArray[np.float64], float, str, str]:
-    sino = np.asarray(sinograms)
-    if sino.dtype.kind not in "biuf":
-        raise TypeError(
-            f"sinograms: expected a real numeric array (n_angles, n_rows, n_det) or "
-            f"(n_angles, n_det); got dtype {sino.dtype}"
-        )
-    if sino.ndim not in (2, 3):
-        raise ValueError(
-            f"sinograms: expected shape (n_angles, n_rows, n_det) or (n_angles, n_det); "
-            f"got shape {sino.shape}"
-        )
+    sino = as_sinograms(sinograms)
     theta = np.asarray(angles_rad, dtype=float)
     if theta.ndim != 1 or theta.size == 0:
         raise ValueError(f"angles_rad: expected a 1D array of angles; got shape {theta.shape}")
@@ -153,11 +144,6 @@ def _check_inputs(
         )
     if not np.all(np.isfinite(theta)):
         raise ValueError("angles_rad: contains NaN or inf")
-    if sino.shape[-1] < 2:
-        raise ValueError(f"sinograms: expected n_det >= 2; got shape {sino.shape}")
-    if not np.all(np.isfinite(sino)):
-        n_bad = int(sino.size - np.count_nonzero(np.isfinite(sino)))
-        raise ValueError(f"sinograms: contains {n_bad} NaN or inf value(s)")
     n_det = sino.shape[-1]
     if center is None:
         c = float(n_det // 2)

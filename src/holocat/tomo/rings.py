@@ -38,6 +38,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
+from holocat.tomo._sinograms import as_sinograms
+
 __all__ = ["remove_rings", "ring_metric", "RING_METHODS"]
 
 logger = logging.getLogger(__name__)
@@ -188,22 +190,7 @@ def _sorting_filter(sino: NDArray[np.float32], size: int) -> NDArray[np.float32]
 
 
 def _check_sinograms(sinograms: ArrayLike) -> NDArray[np.float32]:
-    sino = np.asarray(sinograms)
-    if sino.dtype.kind not in "biuf":
-        raise TypeError(
-            f"sinograms: expected a real numeric array (n_angles, n_rows, n_det) or "
-            f"(n_angles, n_det); got dtype {sino.dtype}"
-        )
-    if sino.ndim not in (2, 3):
-        raise ValueError(
-            f"sinograms: expected shape (n_angles, n_rows, n_det) or (n_angles, n_det); "
-            f"got shape {sino.shape}"
-        )
-    if sino.shape[0] < 2 or sino.shape[-1] < 3:
-        raise ValueError(f"sinograms: expected n_angles >= 2 and n_det >= 3; got {sino.shape}")
-    if not np.all(np.isfinite(sino)):
-        n_bad = int(sino.size - np.count_nonzero(np.isfinite(sino)))
-        raise ValueError(f"sinograms: contains {n_bad} NaN or inf value(s)")
+    sino = as_sinograms(sinograms, min_angles=2, min_det=3)
     return sino.astype(np.float32)  # always a copy: the caller's array is never touched
 
 
