@@ -64,3 +64,20 @@ def test_chunk_range_selects_and_names_the_flag():
         chunk_range(10, 4, 3, flag="--chunk")
     with pytest.raises(ValueError, match="--slab"):
         chunk_range(10, 4, -1)
+
+
+def test_pdensity_block_counts_match_the_full_resolution_table():
+    import numpy as np
+
+    from holocat.attributes import summed_area_table
+    from holocat.pipeline.particles import _block_counts, _sat_downsample
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random((37, 20, 23)) < 0.3).astype(np.uint32) * rng.integers(1, 9, (37, 20, 23))
+    for k in (1, 2, 3):
+        counts = _block_counts(labels, k, slab_rows=8)
+        assert np.array_equal(
+            summed_area_table(counts), summed_area_table(labels > 0, downsample=k)
+        )
+    assert _sat_downsample((192, 192, 192)) == 1
+    assert _sat_downsample((2048, 2048, 2048)) == 7
