@@ -115,7 +115,7 @@ def validate_config(config: dict, schema_path: str | Path | None = None) -> dict
     >>> validate_config({"samples": "s.tsv", "reconstruct": {"filtr": "ramp"}})
     Traceback (most recent call last):
     ...
-    holocat.pipeline.config.ConfigError: config: unknown key 'reconstruct.filtr'; allowed keys here: backend, center, device, filter, roi
+    holocat.pipeline.config.ConfigError: config: unknown key 'reconstruct.filtr'; allowed keys here: backend, center, device, filter, rings, roi
     """
     import jsonschema
 
