@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
+from segment_phantoms import packed_spheres
 
 from holocat.segment import (
     apply_lookup,
@@ -24,36 +25,6 @@ from holocat.segment import (
 MATRIX, PARTICLE = 0.3, 1.0
 
 
-def packed_spheres(shape, n_target, rng, *, r_range=(6.0, 9.0), min_gap=0.9):
-    """Random sequential addition of spheres with centres >= min_gap * (r1 + r2) apart;
-    overlaps go to the smaller power distance |x - c|^2 - r^2. Returns labels, centres, radii."""
-    shape = np.asarray(shape)
-    centres, radii = [], []
-    for _ in range(200_000):
-        if len(centres) >= n_target:
-            break
-        r = rng.uniform(*r_range)
-        c = rng.uniform(0, shape)
-        if centres and np.any(
-            np.linalg.norm(np.asarray(centres) - c, axis=1) < min_gap * (np.asarray(radii) + r)
-        ):
-            continue
-        centres.append(c)
-        radii.append(r)
-    labels = np.zeros(tuple(shape), np.uint32)
-    best = np.full(tuple(shape), np.inf, np.float32)
-    for i, (c, r) in enumerate(zip(centres, radii, strict=True), start=1):
-        lo = np.maximum(np.floor(c - r).astype(int), 0)
-        hi = np.minimum(np.ceil(c + r).astype(int) + 1, shape)
-        sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        g = np.ogrid[sl]
-        power = (sum((g[k] - c[k]) ** 2 for k in range(3)) - r * r).astype(np.float32)
-        take = (power <= 0) & (power < best[sl])
-        labels[sl][take] = i
-        best[sl][take] = power[take]
-    return labels, np.asarray(centres), np.asarray(radii)
-
-
 def segment_in_slabs(volume, *, slab_rows, halo, **params):
     slabs = [
         segment_slab(volume[s.read_start : s.read_stop], halo=s.halo, **params)
@@ -66,7 +37,7 @@ def segment_in_slabs(volume, *, slab_rows, halo, **params):
 def packed_volume():
     """96 x 64 x 64 volume of ~55 packed spheres (r 6-9 vox), blurred, light noise; normalised."""
     rng = np.random.default_rng(777)
-    labels, centres, radii = packed_spheres((96, 64, 64), 55, rng)
+    labels, centres, radii = packed_spheres((96, 64, 64), 55, rng, min_gap=0.9)
     image = np.where(labels > 0, PARTICLE, MATRIX).astype(np.float32)
     image = ndi.gaussian_filter(image, 1.0) + rng.normal(0, 0.04, image.shape).astype(np.float32)
     return normalize_intensity(image), labels, centres, radii
