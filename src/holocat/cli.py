@@ -38,7 +38,10 @@ def _defaults() -> dict:
 
 
 def _params(text: str | None, *sections: str, extra: dict | None = None) -> dict:
-    """Schema defaults of ``sections`` (merged, later wins), then ``extra``, then the user's JSON."""
+    """Schema defaults of ``sections`` (merged, later wins), then ``extra``, then the user's JSON.
+
+    A section naming a top-level scalar key (``slab_rows``, ``angle_chunk``) contributes that key.
+    """
     defaults = _defaults()
     out: dict = {}
     for sec in sections:
@@ -71,10 +74,6 @@ def _params(text: str | None, *sections: str, extra: dict | None = None) -> dict
     return out
 
 
-def _top(key: str) -> dict:
-    return {key: _defaults()[key]}
-
-
 # ---------------------------------------------------------------------------------------------- handlers
 
 
@@ -96,7 +95,7 @@ def _simulate(a) -> None:
         )
         simulate.run_electrode(a.paths[0], {k: p[k] for k in keep})
     else:
-        p = _params(a.params, "simulate", extra={"seed": 0, **_top("angle_chunk")})
+        p = _params(a.params, "simulate", "angle_chunk", extra={"seed": 0})
         keep = (
             "energy_keV",
             "n_angles",
@@ -124,7 +123,7 @@ def _ingest(a) -> None:
 def _phase(a) -> None:
     from holocat.pipeline import tomo
 
-    p = _params(a.params, "phase", extra={**_top("angle_chunk"), **_top("slab_rows")})
+    p = _params(a.params, "phase", "angle_chunk", "slab_rows")
     if a.action == "init":
         tomo.phase_init(a.paths[0], a.paths[1], p)
     else:
@@ -134,7 +133,7 @@ def _phase(a) -> None:
 def _reconstruct(a) -> None:
     from holocat.pipeline import tomo
 
-    p = _params(a.params, "reconstruct", extra=_top("slab_rows"))
+    p = _params(a.params, "reconstruct", "slab_rows")
     if a.action == "init":
         tomo.reconstruct_init(a.paths[0], a.paths[1], p)
     else:
@@ -144,7 +143,7 @@ def _reconstruct(a) -> None:
 def _segment(a) -> None:
     from holocat.pipeline import particles
 
-    p = _params(a.params, "segment", extra=_top("slab_rows"))
+    p = _params(a.params, "segment", "slab_rows")
     if a.action == "init":
         particles.segment_init(a.paths[0], a.paths[1], p)
     elif a.action == "slab":
@@ -156,9 +155,7 @@ def _segment(a) -> None:
 def _attributes(a) -> None:
     from holocat.pipeline import particles
 
-    p = _params(
-        a.params, "attributes", extra={**_top("slab_rows"), "sample": "sample", "cycles": 0}
-    )
+    p = _params(a.params, "attributes", "slab_rows", extra={"sample": "sample", "cycles": 0})
     if a.workers < 1:
         raise ValueError(f"--workers: expected >= 1; got {a.workers}")
     if a.action == "slab":

@@ -237,11 +237,9 @@ def reconstruct_init(phase_store: str | Path, volume_store: str | Path, params: 
     from holocat.tomo import estimate_center, nearest_opposite
 
     img = open_ome_zarr(phase_store)
-    info = (
-        img.attrs["ingest"]
-        if "ingest" in img.attrs
-        else read_json(read_json(f"{phase_store}.init.json")["ingest"])
-    )
+    if "ingest" not in img.attrs:
+        raise ValueError(f"{phase_store}: attrs lack 'ingest' (scan geometry); rerun phase_init")
+    info = img.attrs["ingest"]
     angles = np.asarray(info["angles_rad"])
     row0, n_rows, n_yx, n_det = _roi(info, params)
     if params["center"] == "auto":
