@@ -165,3 +165,13 @@ def test_load_custom_table(tmp_path):
     g = mats["glass"]
     assert (g.delta, g.beta, g.density_g_cm3, g.energy_keV) == (1.5e-6, 5e-9, 2.2, 20.0)
     assert g.formula == "SiO2" and g.source == "test"
+
+
+def test_resources_env_override_and_clear_error(tmp_path, monkeypatch):
+    from holocat._resources import RESOURCES_ENV, resource_path
+
+    (tmp_path / "materials.csv").write_text("x")
+    monkeypatch.setenv(RESOURCES_ENV, str(tmp_path))
+    assert resource_path("materials.csv") == tmp_path / "materials.csv"
+    with pytest.raises(FileNotFoundError, match=r"'no-such-asset'.*HOLOCAT_RESOURCES"):
+        resource_path("no-such-asset")

@@ -36,8 +36,10 @@ _COLUMNS = ("name", "formula", "density_g_cm3", "delta", "beta", "energy_keV", "
 
 
 def default_materials_path() -> Path:
-    """Path of the shipped δ/β table, ``<repository>/resources/materials.csv``."""
-    return Path(__file__).resolve().parents[3] / "resources" / "materials.csv"
+    """Path of the shipped δ/β table, ``resources/materials.csv`` (``HOLOCAT_RESOURCES`` overrides)."""
+    from holocat._resources import resource_path
+
+    return resource_path("materials.csv")
 
 
 def _positive(value: float, what: str, *, allow_zero: bool = False) -> float:
