@@ -239,7 +239,7 @@ def test_watershed_quality_on_cracked_packed_spheres(cracked_electrode):
     asserted here at 0.9."""
     image, truth, cracked = cracked_electrode
     assert 30 <= truth.max() <= 60
-    labels = segment_volume(image, device="cpu")
+    labels = segment_volume(image, method="watershed", device="cpu")
     table = evaluate(truth, labels, thresholds=(0.3, 0.5, 0.7))
     assert table.loc[0.5, "accuracy"] >= 0.9
     assert table.loc[0.3, "accuracy"] >= table.loc[0.5, "accuracy"] >= table.loc[0.7, "accuracy"]
@@ -256,11 +256,13 @@ def test_watershed_quality_on_cracked_packed_spheres(cracked_electrode):
 def test_segment_volume_equals_watershed_of_normalised_volume(cracked_electrode):
     image = cracked_electrode[0][:32, :32, :32]
     np.testing.assert_array_equal(
-        segment_volume(image), watershed_segment(normalize_intensity(image))
+        segment_volume(image, method="watershed"), watershed_segment(normalize_intensity(image))
     )
     # invariance to an affine intensity change (a different reconstruction unit)
-    rescaled = segment_volume((image * 3.5e-6 + 1e-6).astype(np.float32), min_volume_vox=50)
-    assert matching(segment_volume(image), rescaled, thresh=0.9).accuracy == 1.0
+    rescaled = segment_volume(
+        (image * 3.5e-6 + 1e-6).astype(np.float32), method="watershed", min_volume_vox=50
+    )
+    assert matching(segment_volume(image, method="watershed"), rescaled, thresh=0.9).accuracy == 1.0
 
 
 def test_empty_solid_mask_gives_no_labels():
@@ -287,16 +289,16 @@ def test_segment_volume_rejects_bad_volumes(volume, match):
 
 def test_segment_volume_rejects_model_method_device_and_params():
     vol = np.random.default_rng(6).normal(size=(8, 8, 8)).astype(np.float32)
-    with pytest.raises(ValueError, match="star-convex model is not yet available"):
-        segment_volume(vol, model=object())
+    with pytest.raises(ValueError, match="method 'watershed' takes no model"):
+        segment_volume(vol, model=object(), method="watershed")
     with pytest.raises(ValueError, match="method"):
         segment_volume(vol, method="stardist")
     with pytest.raises(ValueError, match="device"):
-        segment_volume(vol, device="cuda")
+        segment_volume(vol, method="watershed", device="cuda")
     with pytest.raises(ValueError, match="device"):
-        segment_volume(vol, device="tpu")
+        segment_volume(vol, method="watershed", device="tpu")
     with pytest.raises(TypeError, match="prob_threshold"):
-        segment_volume(vol, prob_threshold=0.5)
+        segment_volume(vol, method="watershed", prob_threshold=0.5)
 
 
 def test_watershed_rejects_bad_parameters():

@@ -1,5 +1,6 @@
 # Configuration and sample-sheet validation, wildcard constraints, fan-out lists, input functions.
 # Nothing numerical here: sizes come from holocat.pipeline.plan.
+import hashlib
 import json
 import shlex
 from pathlib import Path

@@ -1,4 +1,70 @@
 # Stage 5: particle segmentation over z-slabs with a halo, then stitching into one label image.
+# segment.method star (default) runs the tri-planar star-convex model: the shipped model
+# (segment.model: default), a model folder, or the one rule train_model trains when
+# segment.train.enabled is true.
+
+TRAINED_MODEL = "results/model/holocat-star2d"
+
+
+def segment_model(wildcards):
+    """The trained model folder when the config asks for training, else nothing."""
+    star = config["segment"]["method"] == "star"
+    return [TRAINED_MODEL] if star and config["segment"]["train"]["enabled"] else []
+
+
+def model_option(wildcards, input):
+    return f"--model {input.model}" if input.model else ""
+
+
+def segment_params(wildcards):
+    """segment's own keys (not the training recipe, which only the model folder depends on)."""
+    return as_json({k: v for k, v in config["segment"].items() if k != "train"})
+
+
+def model_digest(wildcards):
+    """Checksum of the weights segment runs with when they are not a workflow output (rerun trigger)."""
+    seg = config["segment"]
+    if seg["method"] != "star" or seg["train"]["enabled"]:
+        return ""
+    from holocat._resources import resource_path
+
+    folder = (
+        resource_path("models/holocat-star2d", must_exist=False)
+        if seg["model"] == "default"
+        else Path(seg["model"])
+    )
+    weights = folder / "weights.pt"
+    return (
+        hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+        if weights.exists()
+        else "missing"
+    )
+
+
+rule train_model:
+    output:
+        directory(TRAINED_MODEL),
+    log:
+        "logs/train_model.log",
+    benchmark:
+        "results/benchmarks/train_model.tsv"
+    conda:
+        f"{ENVS}/segment.yaml"
+    threads: 2
+    resources:
+        mem_mb=RES["mem_mb"],
+        runtime=240,
+        gpu=0,
+    params:
+        p=lambda w: as_json(
+            {
+                "train": config["segment"]["train"],
+                "device": config["segment"]["device"],
+            }
+        ),
+        code=code_digest("segment"),
+    shell:
+        "holocat train {output} --params {params.p} >{log} 2>&1"
 
 
 rule segment_init:
@@ -17,7 +83,10 @@ rule segment_init:
         mem_mb=RES["mem_mb"],
         runtime=10,
     params:
-        p=lambda w: as_json(config["segment"] | {"slab_rows": config["slab_rows"]}),
+        p=lambda w: as_json(
+            {k: v for k, v in config["segment"].items() if k != "train"}
+            | {"slab_rows": config["slab_rows"]}
+        ),
         code=code_digest("segment"),
     shell:
         "holocat segment init results/{wildcards.sample}/volume.ome.zarr "
@@ -28,6 +97,7 @@ rule segment:
     input:
         volume="results/{sample}/volume.ome.zarr.manifest.json",
         init="results/{sample}/segment.slabs.zarr.init.json",
+        model=segment_model,
     output:
         "results/{sample}/segment.slabs.zarr.parts/{slab}.json",
     log:
@@ -42,12 +112,14 @@ rule segment:
         runtime=RES["runtime_min"],
         gpu=0,
     params:
-        p=lambda w: as_json(config["segment"]),
+        p=segment_params,
+        model=model_option,
+        weights=model_digest,
         code=code_digest("segment"),
     shell:
         "holocat segment slab results/{wildcards.sample}/volume.ome.zarr "
-        "results/{wildcards.sample}/segment.slabs.zarr --slab {wildcards.slab} --params {params.p} "
-        "--out {output} >{log} 2>&1"
+        "results/{wildcards.sample}/segment.slabs.zarr --slab {wildcards.slab} {params.model} "
+        "--params {params.p} --out {output} >{log} 2>&1"
 
 
 rule segment_stitch:

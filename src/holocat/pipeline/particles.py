@@ -92,16 +92,47 @@ def segment_init(volume_store: str | Path, slabs_store: str | Path, params: dict
     )
 
 
-def _watershed_params(params: dict, init: dict) -> dict:
-    ws = dict(params.get("watershed", {}))
-    ws["threshold"] = init["threshold"]
-    return ws
+def _slab_segmenter(params: dict, init: dict, model_dir: str | Path | None):
+    """``(segment_fn, kwargs)`` for ``holocat.segment.segment_slab`` from the stage parameters.
+
+    ``method: star`` runs the tri-planar star-convex model (``model_dir``, else
+    ``params["model"]``: ``"default"`` = the shipped model) and refines the fused shapes with the
+    volume-wide Otsu threshold of ``segment_init``; ``method: watershed`` is the classical baseline
+    with the same threshold.
+    """
+    method = params.get("method", "watershed")
+    if method == "watershed":
+        ws = dict(params.get("watershed", {}))
+        ws["threshold"] = init["threshold"]
+        return None, ws
+    if method != "star":
+        raise ValueError(f"segment.method: expected 'star' or 'watershed'; got {method!r}")
+    from holocat.segment import star_segment
+    from holocat.segment.model import StarModel, load_default_model
+
+    source = model_dir if model_dir is not None else params.get("model", "default")
+    model = load_default_model() if source in (None, "default") else StarModel.load(source)
+    star = dict(params.get("star", {}))
+    star["planes"] = tuple(star.get("planes", ("xy", "yz", "xz")))
+    star.setdefault("seed_threshold", params.get("prob_threshold", 0.5))
+    star.setdefault("device", params.get("device", "auto"))
+    return star_segment, {"predictor": model, "refine_threshold": init["threshold"], **star}
 
 
 def segment_slab(
-    volume_store: str | Path, slabs_store: str | Path, slab: int, params: dict, out: str | Path
+    volume_store: str | Path,
+    slabs_store: str | Path,
+    slab: int,
+    params: dict,
+    out: str | Path,
+    *,
+    model_dir: str | Path | None = None,
 ) -> None:
-    """Segment z-slab ``slab`` with a halo of ``halo_rows`` rows; write its core with local ids 1..n."""
+    """Segment z-slab ``slab`` with a halo of ``halo_rows`` rows; write its core with local ids 1..n.
+
+    The slab is normalised with the volume-wide percentiles of ``segment_init`` (one scale for
+    every slab and every view) and segmented by ``params["method"]`` (``_slab_segmenter``).
+    """
     from holocat.segment import segment_slab as seg
 
     t0 = time.perf_counter()
@@ -113,19 +144,24 @@ def segment_slab(
     a, b = max(0, z0 - h), min(n, z1 + h)
     block = np.asarray(img.array[a:b], dtype=np.float32)
     block = (block - init["low"]) / (init["high"] - init["low"])
-    labels = seg(block, halo=(z0 - a, b - z1), **_watershed_params(params, init)).astype(np.uint32)
+    segment_fn, kwargs = _slab_segmenter(params, init, model_dir)
+    labels = seg(block, halo=(z0 - a, b - z1), segment_fn=segment_fn, **kwargs).astype(np.uint32)
+    if params.get("drop_layers", True):
+        from holocat.segment import drop_layers
+
+        labels = drop_layers(labels)
     write_region(slabs_store, labels, (z0, 0, 0))
     n_labels = int(labels.max()) if labels.size else 0
-    write_part(
-        out, {"start": z0, "stop": z1, "n_labels": n_labels, "seconds": time.perf_counter() - t0}
-    )
+    seconds = time.perf_counter() - t0
+    write_part(out, {"start": z0, "stop": z1, "n_labels": n_labels, "seconds": seconds})
     log.info(
-        "segment slab %d: rows [%d, %d) + halo -> %d labels in %.1f s",
+        "segment slab %d (%s): rows [%d, %d) + halo -> %d labels in %.1f s",
         slab,
+        params.get("method", "watershed"),
         z0,
         z1,
         n_labels,
-        time.perf_counter() - t0,
+        seconds,
     )
 
 
@@ -241,8 +277,30 @@ def segment_stitch(
     )
 
 
+_ATTRIBUTE_KEYS = (
+    "r_close_um",
+    "contact_gap_um",
+    "erode_edensity",
+    "roughness_sigma_um",
+    "damage_margin_um",
+    "void_level",
+)
+
+
 def _attribute_kwargs(params: dict) -> dict:
-    return {k: params[k] for k in ("r_close_um", "contact_gap_um", "erode_edensity") if k in params}
+    return {k: params[k] for k in _ATTRIBUTE_KEYS if k in params}
+
+
+def _attribute_margin_vox(params: dict, vox: float) -> int:
+    """Rows beyond the owned particles' boxes that their crops read (attributes' crop padding)."""
+    r_close = float(params.get("r_close_um", 0.7)) / vox
+    gap = params.get("contact_gap_um")
+    damage = params.get("damage_margin_um")
+    return max(
+        math.ceil(r_close) + 3,
+        1 if gap is None else math.ceil(float(gap) / vox) + 1,
+        (3 if damage is None else math.ceil(float(damage) / vox)) + 3,
+    )
 
 
 def attributes_slab(
@@ -278,7 +336,7 @@ def attributes_slab(
     if owned.empty:
         table = pd.DataFrame()
     else:
-        margin = int(np.ceil(float(params.get("r_close_um", 0.7)) / vox)) + 3
+        margin = _attribute_margin_vox(params, vox)
         a = max(0, int(owned["z0"].min()) - margin)
         b = min(shape[0], int(owned["z1"].max()) + margin)
         table = particle_attributes(

@@ -15,6 +15,7 @@ global ids (``stitch_tables``) and relabels each slab through its lookup table
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -435,3 +436,51 @@ def stitch_labels(slabs: Sequence[ArrayLike], *, min_overlap: float = 0.5) -> ND
     ]
     luts = stitch_tables(counts, pairs)
     return np.concatenate([apply_lookup(s, lut) for s, lut in zip(arrays, luts, strict=True)])
+
+
+def drop_layers(labels: ArrayLike, *, min_span: float = 0.9) -> NDArray[np.uint32]:
+    """Remove objects that span the field along two or more axes (a layer, not a particle).
+
+    The aluminium current collector (and a separator or a glass wall) is as bright as the
+    particles and segments as one huge object that crosses the whole field of view laterally; a
+    particle never does. An object is dropped when its bounding box covers at least ``min_span``
+    of the array's extent along two or more axes; the rest are renumbered 1..n in order.
+
+    Parameters
+    ----------
+    labels : ndarray of int, 2D or 3D
+        Instance labels, 0 = background.
+    min_span : float
+        Fraction of an axis's extent in (0, 1].
+
+    Returns
+    -------
+    ndarray of uint32
+        The labels without layers, renumbered sequentially.
+
+    Examples
+    --------
+    >>> lab = np.zeros((8, 10, 10), np.uint32)
+    >>> lab[0:2] = 1            # a sheet across y and x: the collector
+    >>> lab[4:7, 3:6, 3:6] = 2  # a particle
+    >>> np.unique(drop_layers(lab)).tolist()
+    [0, 1]
+    """
+    from scipy import ndimage
+
+    lab = _check_labels(labels, "labels", (2, 3))
+    span = float(min_span)
+    if not 0.0 < span <= 1.0:
+        raise ValueError(f"min_span: expected a fraction in (0, 1]; got {min_span!r}")
+    need = [max(1, math.ceil(span * n)) for n in lab.shape]
+    layers = [
+        i
+        for i, sl in enumerate(ndimage.find_objects(lab), start=1)
+        if sl is not None and sum(s.stop - s.start >= k for s, k in zip(sl, need, strict=True)) >= 2
+    ]
+    if not layers:
+        return _relabel_sequential(lab)[0]
+    logger.info("drop_layers: %d object(s) span the field along >= 2 axes: %s", len(layers), layers)
+    keep = np.ones(int(lab.max()) + 1, dtype=bool)
+    keep[layers] = False
+    return _relabel_sequential(np.where(keep[lab], lab, 0))[0]

@@ -16,22 +16,22 @@ Pipeline on a normalised volume (axes (nz, ny, nx), particles brighter than the 
    0 (the attribute stage derives Damage from them), objects smaller than ``min_volume_vox``
    are removed and labels are renumbered 1..n.
 
-``segment_volume`` is the public entry point of ``DESIGN.md``: it normalises the volume itself
-and dispatches on ``method``; the star-convex network is a later addition.
+The public entry point of ``DESIGN.md``, ``segment_volume`` (``holocat.segment.api``),
+normalises the volume and dispatches to this baseline with ``method="watershed"``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage as ndi
 
-from .normalize import _check_volume, normalize_intensity
+from .normalize import _check_volume
 
-__all__ = ["watershed_segment", "segment_volume", "otsu_threshold"]
+__all__ = ["watershed_segment", "otsu_threshold"]
 
 logger = logging.getLogger(__name__)
 
@@ -406,100 +406,3 @@ def watershed_segment(
         min_vol,
     )
     return labels
-
-
-_WATERSHED_PARAMS = frozenset(
-    {
-        "threshold",
-        "smooth_sigma_vox",
-        "close_radius_vox",
-        "min_distance_vox",
-        "h_max_vox",
-        "min_volume_vox",
-        "compactness",
-    }
-)
-
-
-def segment_volume(
-    volume: ArrayLike,
-    model: Any = None,
-    *,
-    device: Literal["auto", "cpu", "cuda"] = "auto",
-    method: Literal["watershed"] = "watershed",
-    low_pct: float = 1.0,
-    high_pct: float = 99.8,
-    **params: Any,
-) -> NDArray[np.uint32]:
-    """Segment particles in a reconstructed volume (the ``DESIGN.md`` public entry point).
-
-    The volume is normalised once (``normalize_intensity`` with ``low_pct``/``high_pct``)
-    and segmented by ``method``. Today only the classical ``"watershed"`` baseline exists
-    (``watershed_segment``, CPU only); the star-convex network is not yet available.
-
-    Parameters
-    ----------
-    volume : ndarray, shape (nz, ny, nx)
-        Reconstructed volume, float32 (any real dtype accepted) in arbitrary units, particles
-        brighter than the matrix; finite and not constant.
-    model : None
-        Star-convex model; must be None in this version.
-    device : {"auto", "cpu", "cuda"}
-        Compute device. The watershed runs on the CPU: ``"auto"`` and ``"cpu"`` are accepted,
-        an explicit ``"cuda"`` raises rather than silently running on the CPU.
-    method : {"watershed"}
-        Segmentation method.
-    low_pct, high_pct : float
-        Normalisation percentiles mapped to 0 and 1.
-    **params
-        Keyword arguments of ``watershed_segment`` (``threshold`` in normalised units,
-        ``smooth_sigma_vox``, ``close_radius_vox``, ``min_distance_vox``, ``h_max_vox``,
-        ``min_volume_vox``, ``compactness``).
-
-    Returns
-    -------
-    ndarray of uint32, shape (nz, ny, nx)
-        Particle labels 1..n, 0 = background (matrix, pores, crack voids).
-
-    Raises
-    ------
-    ValueError
-        ``model`` is not None, unknown ``method`` or ``device``, ``device="cuda"``, or a bad
-        ``volume`` (not 3D, not numeric, empty, NaN/inf, constant).
-    TypeError
-        An unknown keyword in ``params``.
-
-    Examples
-    --------
-    >>> z, y, x = np.mgrid[:24, :24, :24]
-    >>> vol = 0.3 + 0.7 * ((z - 12) ** 2 + (y - 12) ** 2 + (x - 12) ** 2 < 49)
-    >>> int(segment_volume(vol.astype(np.float32), device="cpu").max())
-    1
-    """
-    if model is not None:
-        raise ValueError(
-            f"model: the star-convex model is not yet available in this version of holocat; "
-            f"pass model=None (method='watershed'); got {type(model).__name__}"
-        )
-    if method != "watershed":
-        raise ValueError(
-            f"method: expected 'watershed' (the star-convex model is not yet available in this "
-            f"version); got {method!r}"
-        )
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda'; got {device!r}")
-    if device == "cuda":
-        raise ValueError(
-            "device: method 'watershed' runs on the CPU only; pass device='cpu' or 'auto' "
-            "(got 'cuda')"
-        )
-    unknown = sorted(set(params) - _WATERSHED_PARAMS)
-    if unknown:
-        raise TypeError(
-            f"params: unknown keyword(s) {unknown} for method 'watershed'; expected a subset "
-            f"of {sorted(_WATERSHED_PARAMS)}"
-        )
-    _check_volume(volume, name="volume", ndims=(3,))
-    logger.info("segment_volume: method watershed on cpu, params %s", params)
-    normalised = normalize_intensity(volume, low_pct=low_pct, high_pct=high_pct)
-    return watershed_segment(normalised, **params)
