@@ -24,12 +24,16 @@ setup:
 	fi
 
 demo: setup
-	$(BIN)/snakemake --profile profiles/default
-	$(BIN)/snakemake --profile profiles/default --report results/report.html
+	$(BIN)/snakemake --profile profiles/local
+	$(BIN)/snakemake --profile profiles/local --report results/report.html
 	@echo "demo finished: open results/report.html (and results/report/summary.html)"
 
+# HOLOCAT_SLURM_TESTS=1 (.ci/run sets it) adds the `slurm` tests: they start a real single-node
+# SLURM cluster (.ci/slurm-cluster.sh, needs root) and fail when it cannot start
+TEST_MARKS := $(if $(filter 1,$(HOLOCAT_SLURM_TESTS)),-m 'not slow and not gpu',)
+
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(TEST_MARKS) $(PYTEST_ARGS)
 
 test-all: setup
 	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)

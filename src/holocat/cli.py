@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -147,9 +149,26 @@ def _segment(a) -> None:
     if a.action == "init":
         particles.segment_init(a.paths[0], a.paths[1], p)
     elif a.action == "slab":
-        particles.segment_slab(a.paths[0], a.paths[1], a.slab, p, a.out)
+        particles.segment_slab(a.paths[0], a.paths[1], a.slab, p, a.out, model_dir=a.model)
     else:
         particles.segment_stitch(a.paths[0], a.paths[1], a.paths[2:], a.index)
+
+
+def _train(a) -> None:
+    from holocat.pipeline.train import train_star_model
+
+    p = _params(a.params, "segment")
+    train = dict(p.get("train", {}))
+    train["device"] = p.get("device", "auto")
+    out = Path(a.out_dir)
+    if out.exists() and not a.overwrite:
+        raise ValueError(f"out_dir: {out} exists; pass --overwrite to replace it")
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    command = shlex.join(["holocat", *a.argv]) if a.record_command else None
+    train_star_model(out, train, command=command)
 
 
 def _attributes(a) -> None:
@@ -204,7 +223,12 @@ def _report(a) -> None:
         p["samples"] = sorted(
             d.name for d in Path(a.results).iterdir() if (d / "attributes.parquet").exists()
         )
-    science.report(a.results, a.out_dir, p)
+    jobs = None
+    if a.logs:
+        from holocat.pipeline.jobs import read_job_table
+
+        jobs = read_job_table(a.logs)
+    science.report(a.results, a.out_dir, p, jobs=jobs)
 
 
 def _evaluate(a) -> None:
@@ -288,8 +312,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--slab", type=int, default=0)
     s.add_argument("--out")
     s.add_argument("--index", help="stitch: output bounding-box index (parquet)")
+    s.add_argument(
+        "--model",
+        help="slab, method star: model folder (default: segment.model, 'default' = shipped model)",
+    )
     s.add_argument("--params", **prm)
     s.set_defaults(func=_segment, n_paths={"init": 2, "slab": 2, "stitch": 3})
+
+    s = sub.add_parser(
+        "train",
+        help="train the star-convex 2D segmentation model (segment.train in the config)",
+    )
+    s.add_argument(
+        "out_dir", help="model folder to write (weights.pt, config.json, thresholds.json)"
+    )
+    s.add_argument("--overwrite", action="store_true", help="replace an existing out_dir")
+    s.add_argument(
+        "--no-record-command",
+        dest="record_command",
+        action="store_false",
+        help="do not record the command line in config.json",
+    )
+    s.add_argument("--params", **prm)
+    s.set_defaults(func=_train)
 
     s = sub.add_parser(
         "attributes", help="stage 6: Table S1 particle attributes (slab | gather | truth)"
@@ -326,6 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="stage 9: HTML summary of a results directory")
     s.add_argument("results")
     s.add_argument("out_dir")
+    s.add_argument(
+        "--logs",
+        help="the workflow's log directory: adds the table of jobs (host, SLURM job id, node) "
+        "read from the record each holocat command logs first (jobs.csv)",
+    )
     s.add_argument("--params", **prm)
     s.set_defaults(func=_report)
 
@@ -387,12 +437,17 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     _check_args(parser, args)
+    from holocat.pipeline.jobs import format_job_record, job_record
+
+    # first line of every rule's log: where this job runs (host, SLURM job id and node)
+    log.info("%s", format_job_record(job_record(os.environ)))
     try:
         args.func(args)
     except (ValueError, TypeError, FileNotFoundError, KeyError, RuntimeError) as exc:

@@ -65,6 +65,7 @@ rule report:
             caption="../report/summary.rst",
             category="Summary",
         ),
+        jobs="results/report/jobs.csv",
     log:
         "logs/report/summary.log",
     benchmark:
@@ -84,4 +85,4 @@ rule report:
             }
         ),
     shell:
-        "holocat report results results/report --params {params.p} >{log} 2>&1"
+        "holocat report results results/report --logs logs --params {params.p} >{log} 2>&1"

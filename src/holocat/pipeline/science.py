@@ -266,8 +266,18 @@ def validate_sample(sample_dir: str | Path, out: str | Path) -> dict:
     return result
 
 
-def report(results_dir: str | Path, out_dir: str | Path, params: dict) -> None:
-    """A self-contained HTML summary (figures inlined) and a CSV of key numbers per sample."""
+def report(
+    results_dir: str | Path,
+    out_dir: str | Path,
+    params: dict,
+    *,
+    jobs: pd.DataFrame | None = None,
+) -> None:
+    """A self-contained HTML summary (figures inlined) and a CSV of key numbers per sample.
+
+    ``jobs`` (:func:`holocat.pipeline.jobs.read_job_table`), when given, adds a "Jobs" section
+    (where each job ran, its SLURM job id and node) and ``jobs.csv``.
+    """
     import base64
 
     results_dir = Path(results_dir)
@@ -312,6 +322,13 @@ def report(results_dir: str | Path, out_dir: str | Path, params: dict) -> None:
             f"<h3>{html.escape(str(fig.relative_to(results_dir)))}</h3>"
             f"<img src='data:image/png;base64,{b64}' style='max-width:100%'>"
         )
+    if jobs is not None:
+        n_slurm = int((jobs["slurm_job_id"] != "").sum())
+        body.append(
+            f"<h2>Jobs</h2><p>{len(jobs)} jobs, {n_slurm} of them SLURM jobs "
+            f"({jobs.loc[jobs['slurm_job_id'] != '', 'slurm_job_id'].nunique()} distinct ids)"
+            "</p>" + jobs.to_html(index=False)
+        )
     prov = provenance("report", {k: v for k, v in params.items() if k != "config"})
     body.append(
         "<h2>Configuration</h2><pre>"
@@ -324,6 +341,9 @@ def report(results_dir: str | Path, out_dir: str | Path, params: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "summary.csv") as tmp:
         summary.to_csv(tmp, index=False)
+    if jobs is not None:
+        with atomic_path(out_dir / "jobs.csv") as tmp:
+            jobs.to_csv(tmp, index=False)
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>holocat report</title></head><body>"
         + "\n".join(body)
