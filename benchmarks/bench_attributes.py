@@ -1,7 +1,8 @@
 """Particle-attribute throughput at scale: holocat extract vs skimage regionprops vs the slab split.
 
 Usage: python benchmarks/bench_attributes.py [--size 512] [--voxel-size-um 0.4]
-       [--mean-diameter-um 10] [--active-fraction 0.05] [--slab-rows 64] [--out results.json]
+       [--mean-diameter-um 10] [--active-fraction 0.05] [--slab-rows 64] [--profile]
+       [--out results.json]
 
 Builds a simulated electrode (``holocat.simulate.electrode``; its ``labels`` are the solid
 particle labels, ``delta`` the volume) and times, on the same labels and volume:
@@ -15,13 +16,19 @@ particle labels, ``delta`` the volume) and times, on the same labels and volume:
     ``holocat.pipeline.particles.attributes_slab``; then ``summed_area_table`` + ``add_pdensity`` +
     ``neighbour_attributes`` on the concatenated table.
 
+With ``--profile``, (a) runs under cProfile and the time is split into attribute groups (crop
+extraction, closing F, position/orientation, EDensity, areas, roughness, Damage, Contact,
+PDensity, neighbours, the rest) from the cumulative times of the functions that compute them.
+
 Reports seconds, seconds per particle, ratios, the agreement of the paths (max |difference| per
 column between extract n_workers=1, n_workers=2 and the split path; regionprops centroids and
 volumes against extract) and a projection to ``--target-voxels`` voxels with ``--target-particles``
 particles under the stated assumption that cost is proportional to particles x voxels per particle
 (the target's voxels per particle = ``--target-fill`` x target voxels / target particles), against
-the goal of ``--goal-s`` seconds for all 23 attributes. Records the machine (CPUs, load average,
-library versions). Not a test: no timing is asserted anywhere.
+the goal of ``--goal-s`` seconds for all 23 attributes. When the simulated particles already have
+the target's size (e.g. ``--voxel-size-um 0.137 --active-fraction 0.4`` for 10 um particles at
+1000^3 / 2000), the projection is simply x target particles / particles. Records the machine
+(CPUs, load average, library versions). Not a test: no timing is asserted anywhere.
 """
 
 from __future__ import annotations
@@ -54,7 +61,46 @@ _COMPARE = (
     "X", "Y", "Z", "Yaw", "Pitch", "Roll", "EDensity", "Homogeneity", "SurfaceInner",
     "SurfaceOuter", "Volume", "Damage", "Elongation", "Sphericity", "VSratio", "RoughInner",
     "RoughOuter", "Contact", "PDensity", "DistNearest", "ElongStd", "VolumeStd", "OrienIso",
+    "DamageVoxels",
 )  # fmt: skip
+
+#: Attribute groups of the profile: (group, functions whose cumulative time it is).
+_GROUPS = (
+    ("crop extraction", (("extract.py", "tasks"),)),
+    ("closing F (close_and_fill)", (("shape.py", "close_and_fill"),)),
+    ("X Y Z, Yaw Pitch Roll, Elongation", (("shape.py", "_orientation"),)),
+    ("EDensity, Homogeneity", (("shape.py", "_chemistry"),)),
+    ("SurfaceOuter/Inner, Sphericity, VSratio", (("shape.py", "surface_areas"),)),
+    ("RoughOuter, RoughInner", (("shape.py", "roughness"),)),
+    ("Damage (partial volume)", (("shape.py", "_damage"),)),
+    ("Contact", (("shape.py", "_contact"),)),
+    ("PDensity", (("neighbours.py", "_pdensity_by_slices"), ("neighbours.py", "summed_area_table"))),
+    ("DistNearest, ElongStd, VolumeStd, OrienIso", (("neighbours.py", "neighbour_attributes"),)),
+    ("input checks (find_objects, finite)", (("extract.py", "_check_inputs"),)),
+)  # fmt: skip
+
+
+def _profile_groups(fn) -> tuple[float, dict[str, float]]:
+    """Run ``fn`` under cProfile; seconds per attribute group (cumulative) and the rest."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    fn()
+    prof.disable()
+    total = time.perf_counter() - t0
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    groups: dict[str, float] = {}
+    for name, funcs in _GROUPS:
+        groups[name] = sum(
+            ct
+            for (path, _, func), (_, _, _, ct, _) in stats.items()
+            if any(path.endswith(f) and func == fn_name for f, fn_name in funcs)
+        )
+    groups["rest (pool, table, logging)"] = total - sum(groups.values())
+    return total, groups
 
 
 def _timed(fn):
@@ -150,6 +196,11 @@ def main() -> None:
     ap.add_argument("--slab-rows", type=int, default=64)
     ap.add_argument("--skip-workers", action="store_true", help="skip extract n_workers=2")
     ap.add_argument("--skip-split", action="store_true", help="skip the slab split path")
+    ap.add_argument("--skip-regionprops", action="store_true", help="skip regionprops")
+    ap.add_argument("--cycles", type=int, default=10, help="simulated cycles (crack volume)")
+    ap.add_argument(
+        "--profile", action="store_true", help="split extract n_workers=1 by attribute group"
+    )
     ap.add_argument("--target-voxels", type=float, default=1000.0**3)
     ap.add_argument("--target-particles", type=int, default=2000)
     ap.add_argument(
@@ -184,6 +235,7 @@ def main() -> None:
             mean_diameter_um=a.mean_diameter_um,
             active_fraction=a.active_fraction,
             seed=a.seed,
+            cycles=a.cycles,
         )
     )
     labels, volume = e.labels, e.delta
@@ -202,8 +254,19 @@ def main() -> None:
         "simulate_s": t_sim,
     }
 
+    del e
     sec: dict = {}
-    t1, tab1 = _timed(lambda: extract(labels, volume, voxel_size_um=s, r_close_um=a.r_close_um))
+    if a.profile:
+        holder: dict = {}
+        t1, groups = _profile_groups(
+            lambda: holder.setdefault(
+                "t", extract(labels, volume, voxel_size_um=s, r_close_um=a.r_close_um)
+            )
+        )
+        tab1 = holder["t"]
+        res["profile_extract_n_workers_1_s"] = {k: round(v, 3) for k, v in groups.items()}
+    else:
+        t1, tab1 = _timed(lambda: extract(labels, volume, voxel_size_um=s, r_close_um=a.r_close_um))
     sec["extract_n_workers_1"] = t1
     if not a.skip_workers:
         t2, tab2 = _timed(
@@ -211,8 +274,12 @@ def main() -> None:
         )
         sec["extract_n_workers_2"] = t2
     props = ("label", "area", "centroid", "intensity_mean", "inertia_tensor_eigvals")
-    t_rp, rp = _timed(lambda: regionprops_table(labels, intensity_image=volume, properties=props))
-    sec["regionprops"] = t_rp
+    rp = None
+    if not a.skip_regionprops:
+        t_rp, rp = _timed(
+            lambda: regionprops_table(labels, intensity_image=volume, properties=props)
+        )
+        sec["regionprops"] = t_rp
     if not a.skip_split:
         tab_split, split = _split_path(
             labels, volume, voxel_size_um=s, slab_rows=a.slab_rows, r_close_um=a.r_close_um
@@ -220,14 +287,18 @@ def main() -> None:
         sec["split"] = split
     res["seconds"] = sec
 
-    per = {"extract_n_workers_1": t1 / n_part, "regionprops": t_rp / n_part}
+    per = {"extract_n_workers_1": t1 / n_part}
+    if rp is not None:
+        per["regionprops"] = t_rp / n_part
     if "extract_n_workers_2" in sec:
         per["extract_n_workers_2"] = sec["extract_n_workers_2"] / n_part
     if "split" in sec:
         per["split_total"] = sec["split"]["total_s"] / n_part
     res["seconds_per_particle"] = per
 
-    ratios = {"extract_n1_over_regionprops": t1 / t_rp}
+    ratios = {}
+    if rp is not None:
+        ratios["extract_n1_over_regionprops"] = t1 / t_rp
     if "extract_n_workers_2" in sec:
         ratios["extract_n1_over_n2"] = t1 / sec["extract_n_workers_2"]
     if "split" in sec:
@@ -235,15 +306,15 @@ def main() -> None:
     res["ratios"] = ratios
 
     # agreement: the timings only mean something if the paths compute the same table
-    rp_df = pd.DataFrame(rp).set_index("label").sort_index()
-    ref = tab1.set_index("label").sort_index()
-    agree: dict = {
-        "regionprops_vs_extract": {
+    agree: dict = {}
+    if rp is not None:
+        rp_df = pd.DataFrame(rp).set_index("label").sort_index()
+        ref = tab1.set_index("label").sort_index()
+        agree["regionprops_vs_extract"] = {
             "same_labels": bool(rp_df.index.equals(ref.index)),
             "max_abs_n_voxels": float(np.max(np.abs(rp_df["area"] - ref["n_voxels"]))),
             "max_abs_edensity": float(np.max(np.abs(rp_df["intensity_mean"] - ref["EDensity"]))),
         }
-    }
     if "extract_n_workers_2" in sec:
         agree["extract_n2_vs_n1_max_abs"] = max(_max_abs_diff(tab2, tab1).values())
     if "split" in sec:

@@ -30,7 +30,11 @@ def place_balls(shape: tuple[int, int, int], centres, radii) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def random_balls() -> tuple[np.ndarray, np.ndarray]:
-    """80 x 72 x 64 labels with 8 non-touching balls (r 6-9 voxels) and a seeded grey volume."""
+    """80 x 72 x 64 labels with 8 non-touching balls (r 6-9 voxels) and a seeded grey volume.
+
+    The volume is N(2.0, 0.3) on the particles and N(0.5, 0.3) on the matrix (particles
+    brighter than the matrix, as DESIGN.md's volumes).
+    """
     rng = np.random.default_rng(7)
     shape = (80, 72, 64)
     centres: list[np.ndarray] = []
@@ -42,7 +46,8 @@ def random_balls() -> tuple[np.ndarray, np.ndarray]:
             centres.append(c)
             radii.append(r)
     labels = place_balls(shape, centres, radii)
-    volume = rng.normal(2.0, 0.3, size=shape).astype(np.float32)
+    volume = rng.normal(0.0, 0.3, size=shape).astype(np.float32)
+    volume += np.where(labels > 0, 2.0, 0.5).astype(np.float32)
     return labels, volume
 
 

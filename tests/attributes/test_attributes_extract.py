@@ -27,7 +27,13 @@ def test_table_layout_and_metadata(random_balls):
     assert len(TABLE_S1_COLUMNS) == 23
     assert tuple(t.columns) == COLUMNS
     assert COLUMNS[:24] == ("label", *TABLE_S1_COLUMNS)
-    assert COLUMNS[24:] == ("EDensityStd", "touches_border", "n_voxels", "near_spherical")
+    assert COLUMNS[24:] == (
+        "DamageVoxels",
+        "EDensityStd",
+        "touches_border",
+        "n_voxels",
+        "near_spherical",
+    )
     assert set(ATTRIBUTE_UNITS) == set(COLUMNS) == set(ATTRIBUTE_DEFINITIONS)
     assert t.label.tolist() == sorted(np.unique(labels[labels > 0]).tolist())
     assert t.label.dtype == np.int64 and t.n_voxels.dtype == np.int64
@@ -117,11 +123,18 @@ def test_truncated_particle_in_a_block_is_reported(phantoms, caplog):
     assert "may be truncated" in caplog.text
 
 
-def test_process_pool_matches_serial(random_balls):
+def test_process_pool_matches_serial(random_balls, monkeypatch):
+    import importlib
+
+    # the package re-exports the function ``extract``, which shadows the module's name
+    extract_module = importlib.import_module("holocat.attributes.extract")
     labels, volume = random_balls
-    serial = particle_attributes(labels, volume, voxel_size_um=0.5, label_ids=[1, 2, 3, 4])
+    serial = particle_attributes(labels, volume, voxel_size_um=0.5, label_ids=[1, 2, 3, 4, 5])
+    # one particle per chunk: the chunks come back in order from both workers
+    monkeypatch.setattr(extract_module, "_CHUNK_VOXELS", 1)
+    monkeypatch.setattr(extract_module, "_MIN_POOL_VOXELS", 0)
     pooled = particle_attributes(
-        labels, volume, voxel_size_um=0.5, label_ids=[1, 2, 3, 4], n_workers=2
+        labels, volume, voxel_size_um=0.5, label_ids=[1, 2, 3, 4, 5], n_workers=2
     )
     pd.testing.assert_frame_equal(pooled, serial, rtol=0, atol=0)
 

@@ -6,6 +6,13 @@ holes; ``F`` is ``S`` closed with a ball of radius ``r_close`` and 3D hole-fille
 come from marching cubes on the mask smoothed with a Gaussian of sigma = 1 voxel at level 0.5.
 Coordinates follow DESIGN.md: array axes (z, y, x), attribute X along the last axis, Z along the
 first, lengths in micrometres, voxel centres at ``index * voxel_size_um``.
+
+Two holocat decisions [H] beyond SCIENCE.md §5's table: ``Damage`` is the crack volume fraction
+measured from the grey values with partial-volume correction (cracks 1-2 voxels thick vanish from
+a segmented S after the reconstruction's blur, so the voxel count (|F| - |S|) / |F| of the table is
+mostly noise there; it stays available as ``DamageVoxels``); RoughOuter / RoughInner are RMS about
+the mean (the metrology Rq), which removes the half-voxel offset of voxel centres and the uniform
+shrinkage of a smoothed curved surface.
 """
 
 from __future__ import annotations
@@ -61,7 +68,13 @@ LOCAL_COLUMNS: tuple[str, ...] = tuple(
 )
 
 #: Extra per-particle columns appended after the Table S1 attributes.
-EXTRA_COLUMNS: tuple[str, ...] = ("EDensityStd", "touches_border", "n_voxels", "near_spherical")
+EXTRA_COLUMNS: tuple[str, ...] = (
+    "DamageVoxels",
+    "EDensityStd",
+    "touches_border",
+    "n_voxels",
+    "near_spherical",
+)
 
 #: Full column order of :func:`holocat.attributes.extract`.
 COLUMNS: tuple[str, ...] = ("label", *TABLE_S1_COLUMNS, *EXTRA_COLUMNS)
@@ -92,6 +105,7 @@ ATTRIBUTE_UNITS: dict[str, str] = {
     "ElongStd": "1",
     "VolumeStd": "um^3",
     "OrienIso": "1",
+    "DamageVoxels": "1",
     "EDensityStd": "volume unit",
     "touches_border": "bool",
     "n_voxels": "voxels",
@@ -112,17 +126,22 @@ ATTRIBUTE_DEFINITIONS: dict[str, str] = {
     "SurfaceInner": "crack-wall area max(A(S) - A(F), 0) by marching cubes",
     "SurfaceOuter": "outer area A(F) by marching cubes on F smoothed with sigma = 1 voxel",
     "Volume": "|F| times the voxel volume",
-    "Damage": "crack volume fraction (|F| - |S|) / |F|",
+    "Damage": (
+        "crack volume fraction with partial-volume correction: sum over F's core (deeper than "
+        "the damage margin) of (ref - v) / (ref - v_void), over |F|; ref = median of the "
+        "volume over the core, v_void = void level (default: median of the surrounding matrix); "
+        "cracks in the outer shell are not counted (lower bound)"
+    ),
     "Elongation": "sqrt(lambda1 / lambda3) of F's coordinate covariance (longest / shortest axis)",
     "Sphericity": "36 pi Volume^2 / SurfaceOuter^3 (1 for a ball; Wadell's Psi cubed)",
     "VSratio": "Volume^(1/3) / (SurfaceOuter + SurfaceInner)^(1/2) (0.4547 for an intact ball)",
     "RoughInner": (
-        "RMS (about the mean) normal displacement of S's crack-wall surface under Gaussian "
-        "surface smoothing of sigma_r; 0 without cracks"
+        "RMS (about the mean) signed distance from S's crack-wall voxels to the level-0.5 "
+        "surface of S smoothed by a Gaussian of sigma_r; 0 without cracks"
     ),
     "RoughOuter": (
-        "RMS (about the mean) normal displacement of F's surface under Gaussian surface "
-        "smoothing of sigma_r"
+        "RMS (about the mean) signed distance from F's boundary voxels to the level-0.5 "
+        "surface of F smoothed by a Gaussian of sigma_r"
     ),
     "Contact": "fraction of F's boundary voxels within the contact gap of another particle",
     "PDensity": "labelled fraction of a cube centred on the centroid, inside volume and sample",
@@ -130,6 +149,7 @@ ATTRIBUTE_DEFINITIONS: dict[str, str] = {
     "ElongStd": "standard deviation (ddof=1) of Elongation over the 6 nearest particles",
     "VolumeStd": "standard deviation (ddof=1) of Volume over the 6 nearest particles",
     "OrienIso": "nematic order parameter of the 6 nearest particles' major axes (1 = aligned)",
+    "DamageVoxels": "crack voxel fraction (|F| - |S|) / |F| (the segmented voids of F)",
     "EDensityStd": "standard deviation (ddof=0) of the volume over the EDensity voxels",
     "touches_border": "the particle's bounding box touches a face of the full volume",
     "n_voxels": "number of solid voxels |S| (the label's voxel count)",

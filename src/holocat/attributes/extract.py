@@ -20,22 +20,26 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage as ndi
-from scipy.fft import next_fast_len
 
 from holocat.attributes.definitions import (
     COLUMNS,
     LOCAL_COLUMNS,
     _order_columns,
 )
-from holocat.attributes.neighbours import neighbour_attributes, pdensity, summed_area_table
-from holocat.attributes.shape import LocalParams, local_attributes
+from holocat.attributes.neighbours import (
+    _pdensity_by_slices,
+    neighbour_attributes,
+    pdensity,
+    summed_area_table,
+)
+from holocat.attributes.shape import OTHER, SELF, LocalParams, local_attributes
 
 __all__ = ["extract", "particle_attributes"]
 
@@ -43,11 +47,19 @@ logger = logging.getLogger(__name__)
 
 #: Radius (voxels) below which surface areas and roughness are biased (SCIENCE.md §5).
 _MIN_RELIABLE_RADIUS_VOX = 5.0
+#: Default roughness sigma_r (voxels) when ``roughness_sigma_um`` is None.
+_DEFAULT_ROUGHNESS_SIGMA_VOX = 2.0
+#: Default Damage margin (voxels) when ``damage_margin_um`` is None: for a reconstruction blur of
+#: sigma ~ 1 voxel plus the segmentation's boundary offset: on simulated demo-scale electrodes
+#: segmented by watershed, Pearson r against the planted damage was 0.95 (0.89 with 2 voxels,
+#: 0.92-0.94 with 3).
+_DEFAULT_DAMAGE_MARGIN_VOX = 2.5
 
 #: Columns returned by :func:`particle_attributes`.
 PARTICLE_COLUMNS: tuple[str, ...] = (
     "label",
     *LOCAL_COLUMNS,
+    "DamageVoxels",
     "EDensityStd",
     "touches_border",
     "n_voxels",
@@ -64,7 +76,9 @@ def particle_attributes(
     r_close_um: float = 0.7,
     contact_gap_um: float | None = None,
     smooth_sigma_vox: float = 1.0,
-    roughness_sigma_vox: float = 2.0,
+    roughness_sigma_um: float | None = None,
+    damage_margin_um: float | None = None,
+    void_level: float | None = None,
     erode_edensity: bool = False,
     n_workers: int = 1,
     offset_vox: Sequence[int] = (0, 0, 0),
@@ -79,19 +93,20 @@ def particle_attributes(
     Returns
     -------
     pandas.DataFrame
-        One row per particle, sorted by label, columns ``label, X, Y, Z, Yaw, Pitch, Roll,
-        EDensity, Homogeneity, SurfaceInner, SurfaceOuter, Volume, Damage, Elongation,
-        Sphericity, VSratio, RoughInner, RoughOuter, Contact, EDensityStd, touches_border,
-        n_voxels, near_spherical``.
+        One row per particle, sorted by label, columns :data:`PARTICLE_COLUMNS`: ``label, X, Y,
+        Z, Yaw, Pitch, Roll, EDensity, Homogeneity, SurfaceInner, SurfaceOuter, Volume, Damage,
+        Elongation, Sphericity, VSratio, RoughInner, RoughOuter, Contact, DamageVoxels,
+        EDensityStd, touches_border, n_voxels, near_spherical``.
 
     Examples
     --------
     >>> import numpy as np
     >>> z, y, x = np.ogrid[:40, :40, :40]
     >>> labels = (((z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2) <= 12**2).astype(np.uint32)
-    >>> t = particle_attributes(labels, np.full(labels.shape, 2.0), voxel_size_um=0.5)
-    >>> t[["X", "EDensity", "Damage"]].values.round(3).tolist()
-    [[10.0, 2.0, 0.0]]
+    >>> volume = np.where(labels > 0, 3.0, 1.0)  # solid 3, matrix 1: no crack
+    >>> t = particle_attributes(labels, volume, voxel_size_um=0.5)
+    >>> t[["X", "EDensity", "Damage", "DamageVoxels"]].values.round(3).tolist()
+    [[10.0, 3.0, 0.0, 0.0]]
     """
     checked = _check_inputs(
         labels,
@@ -101,7 +116,9 @@ def particle_attributes(
         r_close_um=r_close_um,
         contact_gap_um=contact_gap_um,
         smooth_sigma_vox=smooth_sigma_vox,
-        roughness_sigma_vox=roughness_sigma_vox,
+        roughness_sigma_um=roughness_sigma_um,
+        damage_margin_um=damage_margin_um,
+        void_level=void_level,
         n_workers=n_workers,
         offset_vox=offset_vox,
         full_shape=full_shape,
@@ -119,7 +136,9 @@ def extract(
     contact_gap_um: float | None = None,
     pdensity_cube_um: float = 100.0,
     smooth_sigma_vox: float = 1.0,
-    roughness_sigma_vox: float = 2.0,
+    roughness_sigma_um: float | None = None,
+    damage_margin_um: float | None = None,
+    void_level: float | None = None,
     erode_edensity: bool = False,
     sample_mask: ArrayLike | None = None,
     n_workers: int = 1,
@@ -131,8 +150,10 @@ def extract(
 
     Per particle, on its bounding-box crop padded by the largest morphology radius:
     ``S`` = the particle's solid voxels (crack voids are 0); ``F`` = ``S`` closed with a ball
-    of radius ``r_close_um`` (EDT-based) and 3D hole-filled; areas ``A(.)`` by marching cubes
-    at level 0.5 on the mask smoothed by a Gaussian of ``smooth_sigma_vox``, in um^2.
+    of radius ``r_close_um`` (exact Euclidean ball) and 3D hole-filled; areas ``A(.)`` by
+    marching cubes at level 0.5 on the mask smoothed by a Gaussian of ``smooth_sigma_vox``, in
+    um^2 (particles with an equivalent radius >= 24 voxels are meshed on every 2nd, >= 36 on
+    every 3rd sample of the smoothed field: area error <= 0.5 %).
 
     * X, Y, Z: centroid of F (um, full-volume frame, voxel centres at ``index * voxel_size``).
     * Yaw, Pitch, Roll: ``Rotation.from_matrix(R).as_euler("ZYX", degrees=True)`` with R the
@@ -141,13 +162,29 @@ def extract(
     * EDensity: mean of ``volume`` over S (over S eroded by one voxel if ``erode_edensity``);
       Homogeneity = 1 / std (ddof = 0; inf for a constant field); EDensityStd = std.
     * SurfaceOuter = A(F); SurfaceInner = max(A(S) - A(F), 0); Volume = |F| v;
-      Damage = (|F| - |S|) / |F|; Elongation = sqrt(lambda1 / lambda3);
-      Sphericity = 36 pi V^2 / A(F)^3; VSratio = V^(1/3) / (A(F) + SurfaceInner)^(1/2).
-    * RoughOuter / RoughInner: RMS about the mean of the normal displacement of F's surface /
-      of S's crack-wall vertices (deeper than 1.5 voxels inside F) when the surface is smoothed
-      along itself by a Gaussian of ``roughness_sigma_vox`` (um; 0 without cracks). Smoothing
-      the surface, not the mask, keeps opposite walls of a thin crack apart; removing the mean
-      removes the uniform shrinkage (about sigma^2 / R) of a curved surface.
+      Elongation = sqrt(lambda1 / lambda3); Sphericity = 36 pi V^2 / A(F)^3;
+      VSratio = V^(1/3) / (A(F) + SurfaceInner)^(1/2).
+    * Damage: crack volume fraction with partial-volume correction, from the grey values:
+      ``sum_C (ref - v) / (ref - v_void) / |F|`` over F's core C (voxels deeper than
+      ``damage_margin_um`` inside F, so the blur across the outer surface is not counted),
+      ``ref`` = median of the volume over C, ``v_void`` = ``void_level`` or the median of the
+      matrix around the particle (crop voxels farther than the margin from every particle).
+      Unlike the voxel count it sees cracks thinner than the segmentation resolves; cracks in
+      the outer shell are not counted (a lower bound when they reach the surface); with noise
+      the median is pulled down by the crack's own blur, which scales Damage down by a
+      factor common to all particles (measured x0.45-0.6 on demo-like data, x0.9 at 2 %
+      noise), so it ranks and correlates particles (r 0.89-0.96 against the planted truth at
+      a blur of ~1 voxel) better than it measures them; it can be slightly negative for intact
+      particles (noise is not clipped); NaN when the core is empty or there is no contrast to
+      the void level.
+      DamageVoxels = (|F| - |S|) / |F| (the voxel count; exact when S resolves the cracks).
+    * RoughOuter / RoughInner: RMS about the mean of the signed distance from F's boundary
+      voxels / S's crack-wall voxels (S voxels next to a void of F) to the level-0.5 surface of
+      F / S smoothed by a Gaussian of ``roughness_sigma_um`` (um; RoughInner 0 without voids).
+      The distance comes from the smoothed field and its gradient at the voxel (exact for a
+      locally planar surface); removing the mean removes the half-voxel offset of voxel
+      centres and the uniform shrinkage of a smoothed curved surface, so a digital ball gives
+      the voxel-staircase floor of about 0.25 voxel and a ripple of amplitude a gives ~a/sqrt 2.
     * Contact: fraction of F's boundary voxels within ``contact_gap_um`` of another label.
     * PDensity: labelled fraction of a cube of edge ``pdensity_cube_um`` centred on the
       centroid, counted inside the volume (and ``sample_mask``), from a summed-area table.
@@ -162,7 +199,8 @@ def extract(
     labels : array_like of int, shape (nz, ny, nx)
         Particle labels, 0 = background; the solid particle voxels (cracks are 0).
     volume : array_like of float, shape (nz, ny, nx)
-        Grey values (e.g. delta) in any unit; EDensity is reported in that unit.
+        Grey values (e.g. delta) in any unit, particles brighter than the matrix; EDensity is
+        reported in that unit.
     voxel_size_um : float
         Voxel edge in micrometres; finite and > 0.
     label_ids : iterable of int, optional
@@ -175,15 +213,26 @@ def extract(
         PDensity cube edge in micrometres, > 0 (default 100 um).
     smooth_sigma_vox : float, optional
         Gaussian sigma (voxels, > 0) of the mask before marching cubes (default 1).
-    roughness_sigma_vox : float, optional
-        Gaussian sigma (voxels, > 0) of the surface smoothing for roughness (default 2).
+    roughness_sigma_um : float, optional
+        Gaussian sigma (um, > 0) of the mask smoothing that defines the reference surface of
+        RoughOuter / RoughInner. Default: two voxels.
+    damage_margin_um : float, optional
+        Depth (um, >= 0) of F's outer shell left out of Damage, about twice the blur (PSF
+        sigma) of the reconstruction plus the segmentation's boundary offset. Default: 2.5
+        voxels (for a blur sigma of about 1 voxel; use 3-3.5 voxels for sigma 1.5).
+    void_level : float, optional
+        Grey value of a void (pore, electrolyte) in the volume's unit for Damage. Default:
+        estimated per particle as the median of the matrix around it.
     erode_edensity : bool, optional
         Average the volume over S eroded by one voxel (against partial-volume edges).
     sample_mask : array_like of bool, shape (nz, ny, nx), optional
         Voxels inside the sample; PDensity counts only these (outside is not pore).
     n_workers : int, optional
-        Processes for the per-particle work (default 1: in-process). Workers are spawned, not
-        forked, so a calling script needs the usual ``if __name__ == "__main__":`` guard.
+        Processes for the per-particle work (default 1: in-process). Workers come from a fork
+        server (spawned where there is none), never forked from the caller, so a calling script
+        needs the usual ``if __name__ == "__main__":`` guard; particles are sent in chunks of
+        about 2 million crop voxels, and less than ~16 million crop voxels in all are computed
+        in-process (the pool's start-up would not pay).
     offset_vox : sequence of 3 int, optional
         (z, y, x) index of ``labels[0, 0, 0]`` in the full volume (sub-block calls).
     full_shape : sequence of 3 int, optional
@@ -195,8 +244,8 @@ def extract(
     -------
     pandas.DataFrame
         One row per particle, sorted by label, columns :data:`COLUMNS`: ``label``, the 23
-        Table S1 attributes, ``EDensityStd``, ``touches_border``, ``n_voxels``,
-        ``near_spherical``.
+        Table S1 attributes, ``DamageVoxels``, ``EDensityStd``, ``touches_border``,
+        ``n_voxels``, ``near_spherical``.
 
     Raises
     ------
@@ -214,7 +263,9 @@ def extract(
     block given and the neighbour attributes only the rows returned (a warning is logged); the
     workflow instead gathers :func:`particle_attributes` of all slabs and then applies
     :func:`~holocat.attributes.add_pdensity` and
-    :func:`~holocat.attributes.neighbour_attributes`.
+    :func:`~holocat.attributes.neighbour_attributes`. Every per-particle value depends only on
+    the particle's crop, so a block that holds the particle and its crop padding gives the
+    same row as the whole volume.
 
     Examples
     --------
@@ -223,7 +274,7 @@ def extract(
     >>> z, y, x = np.ogrid[:40, :40, :80]
     >>> labels[((z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2) <= 100] = 1
     >>> labels[((z - 20) ** 2 + (y - 20) ** 2 + (x - 60) ** 2) <= 100] = 2
-    >>> t = extract(labels, np.ones(labels.shape), voxel_size_um=1.0)
+    >>> t = extract(labels, np.where(labels > 0, 2.0, 0.5), voxel_size_um=1.0)
     >>> t["DistNearest"].tolist(), bool(t["Damage"].eq(0).all())
     ([40.0, 40.0], True)
     """
@@ -235,7 +286,9 @@ def extract(
         r_close_um=r_close_um,
         contact_gap_um=contact_gap_um,
         smooth_sigma_vox=smooth_sigma_vox,
-        roughness_sigma_vox=roughness_sigma_vox,
+        roughness_sigma_um=roughness_sigma_um,
+        damage_margin_um=damage_margin_um,
+        void_level=void_level,
         n_workers=n_workers,
         offset_vox=offset_vox,
         full_shape=full_shape,
@@ -271,20 +324,21 @@ def extract(
 
     s = checked["voxel_size_um"]
     k = int(pdensity_downsample)
-    occupied = lab > 0
-    if mask is not None:
-        occupied &= mask
-    sat = summed_area_table(occupied, downsample=k)
-    sample_sat = None
-    if mask is not None:
-        sample_sat = summed_area_table(mask, downsample=k)
-    elif k > 1:
-        sample_sat = summed_area_table(np.ones(lab.shape, dtype=bool), downsample=k)
     offset = np.asarray(checked["offset_vox"], dtype=np.float64)
     block_index = table[["Z", "Y", "X"]].to_numpy(dtype=np.float64) / s - offset
-    table["PDensity"] = pdensity(
-        (block_index + 0.5) / k - 0.5, sat, cube_um / (s * k), sample_sat=sample_sat
-    )
+    if k == 1:  # exact, one z-slice at a time (no full-volume table)
+        table["PDensity"] = _pdensity_by_slices(lab, block_index, cube_um / s, sample_mask=mask)
+    else:
+        occupied = lab > 0
+        if mask is not None:
+            occupied &= mask
+        sat = summed_area_table(occupied, downsample=k)
+        del occupied
+        sample = np.ones(lab.shape, dtype=bool) if mask is None else mask
+        sample_sat = summed_area_table(sample, downsample=k)
+        table["PDensity"] = pdensity(
+            (block_index + 0.5) / k - 0.5, sat, cube_um / (s * k), sample_sat=sample_sat
+        )
     table = neighbour_attributes(table)
     return table[list(COLUMNS)]
 
@@ -304,32 +358,37 @@ def _particle_table(
         contact_gap_vox=checked["contact_gap_vox"],
         smooth_sigma_vox=checked["smooth_sigma_vox"],
         roughness_sigma_vox=checked["roughness_sigma_vox"],
+        damage_margin_vox=checked["damage_margin_vox"],
+        void_level=checked["void_level"],
         erode_edensity=erode_edensity,
     )
     pad = params.pad_vox
     offset = np.asarray(checked["offset_vox"], dtype=np.int64)
     full = np.asarray(checked["full_shape"], dtype=np.int64)
     block = np.asarray(lab.shape, dtype=np.int64)
+    crop_dtype = vol.dtype if vol.dtype in (np.float32, np.float64) else np.float64
     logger.info(
         "particle attributes: %d particle(s), block %s at offset %s of %s, voxel %.4g um, "
-        "r_close %.3g vox, pad %d vox, %d worker(s)",
+        "r_close %.3g vox, roughness sigma %.3g vox, damage margin %.3g vox, void level %s, "
+        "pad %d vox, %d worker(s)",
         len(ids),
         tuple(block.tolist()),
         tuple(offset.tolist()),
         tuple(full.tolist()),
         s,
         params.r_close_vox,
+        params.roughness_sigma_vox,
+        params.damage_margin_vox,
+        "local matrix median" if params.void_level is None else f"{params.void_level:.4g}",
         pad,
         n_workers,
     )
 
-    def tasks() -> Iterable[tuple[int, NDArray, NDArray, tuple[int, int, int]]]:
+    def tasks() -> Iterator[_Task]:
         for label in ids:
             sl = slices[label - 1]
             lo = np.array([x.start for x in sl]) - pad
             hi = np.array([x.stop for x in sl]) + pad
-            # grow the crop to FFT-friendly sizes (more padding never changes the result)
-            hi = lo + np.array([next_fast_len(int(n), real=True) for n in hi - lo])
             clo = np.maximum(lo, 0)
             chi = np.minimum(hi, block)
             src = tuple(slice(int(a), int(b)) for a, b in zip(clo, chi, strict=True))
@@ -337,14 +396,20 @@ def _particle_table(
                 slice(int(a - l0), int(b - l0)) for a, b, l0 in zip(clo, chi, lo, strict=True)
             )
             size = tuple(int(v) for v in hi - lo)
-            lab_crop = np.zeros(size, dtype=lab.dtype)
-            lab_crop[dst] = lab[src]
-            vol_crop = np.zeros(size, dtype=vol.dtype)
+            block_labels = lab[src]
+            codes = np.zeros(size, dtype=np.uint8)
+            codes[dst] = np.where(block_labels == label, SELF, (block_labels != 0) * OTHER)
+            # NaN where the crop leaves the block: never part of the matrix sample
+            vol_crop = np.full(size, np.nan, dtype=crop_dtype)
             vol_crop[dst] = vol[src]
             origin = tuple(int(v) for v in lo + offset)
-            yield label, lab_crop, vol_crop, origin
+            yield label, codes, vol_crop, origin
 
-    rows = _run_tasks(tasks(), params, n_workers=n_workers, n_total=len(ids))
+    extents = np.array([[x.stop - x.start for x in slices[i - 1]] for i in ids]) + 2 * pad
+    total_voxels = float(np.prod(extents, axis=1, dtype=np.float64).sum())
+    rows = _run_tasks(
+        tasks(), params, n_workers=n_workers, n_total=len(ids), total_voxels=total_voxels
+    )
     table = pd.DataFrame(rows)
     bbox_lo = np.array([[x.start for x in slices[i - 1]] for i in ids]) + offset
     bbox_hi = np.array([[x.stop for x in slices[i - 1]] for i in ids]) + offset
@@ -369,6 +434,13 @@ def _particle_table(
             int(small.sum()),
             _MIN_RELIABLE_RADIUS_VOX,
         )
+    n_nan = int(table["Damage"].isna().sum())
+    if n_nan:
+        logger.warning(
+            "Damage is NaN for %d particle(s): no core deeper than the damage margin, no "
+            "matrix around them or no contrast to the void level (DamageVoxels is set)",
+            n_nan,
+        )
     table = table.sort_values("label", kind="stable").reset_index(drop=True)
     table["label"] = table["label"].astype(np.int64)
     table["n_voxels"] = table["n_voxels"].astype(np.int64)
@@ -377,24 +449,62 @@ def _particle_table(
     return _order_columns(table)[list(PARTICLE_COLUMNS)]
 
 
+#: A particle's work item: label, crop codes, volume crop, full-volume origin of the crop.
+_Task = tuple[int, NDArray[np.uint8], NDArray[np.floating], tuple[int, int, int]]
+#: Crop voxels per chunk sent to a worker (amortises the per-task overhead of small particles).
+_CHUNK_VOXELS = 2_000_000
+#: Below this many crop voxels in all (about 3 s of work) the pool's start-up (about 1 s for
+#: two forkserver workers) does not pay: the particles are computed in-process.
+_MIN_POOL_VOXELS = 16_000_000
+
+
+def _run_chunk(chunk: list[_Task], params: LocalParams) -> list[dict[str, Any]]:
+    """Worker entry: the attributes of every particle of a chunk."""
+    return [
+        local_attributes(label, codes, vol, origin, params) for label, codes, vol, origin in chunk
+    ]
+
+
+def _chunks(tasks: Iterable[_Task]) -> Iterator[list[_Task]]:
+    chunk: list[_Task] = []
+    size = 0
+    for task in tasks:
+        chunk.append(task)
+        size += task[1].size
+        if size >= _CHUNK_VOXELS:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
 def _run_tasks(
-    tasks: Iterable[tuple[int, NDArray, NDArray, tuple[int, int, int]]],
+    tasks: Iterable[_Task],
     params: LocalParams,
     *,
     n_workers: int,
     n_total: int,
+    total_voxels: float = math.inf,
 ) -> list[dict[str, Any]]:
-    """Evaluate the tasks in order; a bounded process pool when ``n_workers > 1``."""
+    """Evaluate the tasks in order; chunks in a bounded process pool when ``n_workers > 1``."""
     rows: list[dict[str, Any]] = []
     step = max(1, n_total // 10)
+    reported = [0]
 
     def progress() -> None:
-        if len(rows) % step == 0 or len(rows) == n_total:
+        if len(rows) - reported[0] >= step or len(rows) == n_total:
+            reported[0] = len(rows)
             logger.info("particle attributes: %d / %d done", len(rows), n_total)
 
-    if n_workers == 1 or n_total <= 1:
-        for label, lab_crop, vol_crop, origin in tasks:
-            rows.append(local_attributes(label, lab_crop, vol_crop, origin, params))
+    if n_workers == 1 or n_total <= 1 or total_voxels < _MIN_POOL_VOXELS:
+        if n_workers > 1:
+            logger.info(
+                "particle attributes: %.3g crop voxels, below %.3g: computed in-process",
+                total_voxels,
+                _MIN_POOL_VOXELS,
+            )
+        for label, codes, vol_crop, origin in tasks:
+            rows.append(local_attributes(label, codes, vol_crop, origin, params))
             progress()
         return rows
 
@@ -402,18 +512,25 @@ def _run_tasks(
     from collections import deque
     from concurrent.futures import ProcessPoolExecutor
 
-    # spawn, not fork: the caller may hold threads (dask, torch) that fork would copy locked
-    ctx = multiprocessing.get_context("spawn")
-    max_in_flight = 4 * n_workers  # bounds the crops held in memory at once
+    # not fork: the caller may hold threads (dask, torch) that fork would copy locked. A fork
+    # server is a fresh single-threaded process that imports this module once and forks the
+    # workers from it (about 0.5 s a worker instead of 1-2 s for spawn); spawn where the
+    # platform has no fork server
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+    else:
+        ctx = multiprocessing.get_context("spawn")
+    max_in_flight = 2 * n_workers  # bounds the crops held in memory at once
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
         pending: deque = deque()
-        for label, lab_crop, vol_crop, origin in tasks:
-            pending.append(pool.submit(local_attributes, label, lab_crop, vol_crop, origin, params))
+        for chunk in _chunks(tasks):
+            pending.append(pool.submit(_run_chunk, chunk, params))
             if len(pending) >= max_in_flight:
-                rows.append(pending.popleft().result())
+                rows.extend(pending.popleft().result())
                 progress()
         while pending:
-            rows.append(pending.popleft().result())
+            rows.extend(pending.popleft().result())
             progress()
     return rows
 
@@ -451,7 +568,9 @@ def _check_inputs(
     r_close_um: float,
     contact_gap_um: float | None,
     smooth_sigma_vox: float,
-    roughness_sigma_vox: float,
+    roughness_sigma_um: float | None,
+    damage_margin_um: float | None,
+    void_level: float | None,
     n_workers: int,
     offset_vox: Sequence[int],
     full_shape: Sequence[int] | None,
@@ -487,7 +606,28 @@ def _check_inputs(
     r_close = _positive("r_close_um", r_close_um, allow_zero=True)
     gap_vox = 1.0 if contact_gap_um is None else _positive("contact_gap_um", contact_gap_um) / s
     sigma_s = _positive("smooth_sigma_vox", smooth_sigma_vox)
-    sigma_r = _positive("roughness_sigma_vox", roughness_sigma_vox)
+    sigma_r = (
+        _DEFAULT_ROUGHNESS_SIGMA_VOX
+        if roughness_sigma_um is None
+        else _positive("roughness_sigma_um", roughness_sigma_um) / s
+    )
+    margin = (
+        _DEFAULT_DAMAGE_MARGIN_VOX
+        if damage_margin_um is None
+        else _positive("damage_margin_um", damage_margin_um, allow_zero=True) / s
+    )
+    void = None
+    if void_level is not None:
+        if isinstance(void_level, bool) or not isinstance(
+            void_level, int | float | np.integer | np.floating
+        ):
+            raise TypeError(
+                f"void_level: expected a finite number or None; got {type(void_level).__name__} "
+                f"{void_level!r}"
+            )
+        void = float(void_level)
+        if not math.isfinite(void):
+            raise ValueError(f"void_level: expected a finite number or None; got {void_level!r}")
     if isinstance(n_workers, bool) or not isinstance(n_workers, int | np.integer):
         raise TypeError(f"n_workers: expected an int >= 1; got {n_workers!r}")
     if n_workers < 1:
@@ -529,6 +669,8 @@ def _check_inputs(
         "contact_gap_vox": gap_vox,
         "smooth_sigma_vox": sigma_s,
         "roughness_sigma_vox": sigma_r,
+        "damage_margin_vox": margin,
+        "void_level": void,
         "offset_vox": offset,
         "full_shape": full,
         "sub_block": sub_block,
