@@ -14,14 +14,7 @@ from scipy import ndimage
 from holocat.segment import drop_layers, matching, segment_volume
 from holocat.simulate import electrode
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _reconstruction_like(seed: int, cycles: int):

@@ -23,13 +23,7 @@ from holocat.segment.model import (  # noqa: E402
 TINY = dict(n_rays=8, base_filters=4, depth=2, conv_after_unet=8, patch_size=[32, 32])
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spinning makes 2 threads slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

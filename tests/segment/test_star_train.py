@@ -27,13 +27,7 @@ from holocat.segment.train import (  # noqa: E402
 TINY = dict(n_rays=16, base_filters=8, depth=2, conv_after_unet=32, patch_size=[64, 64])
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spinning makes 2 threads slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def disc_images(n, shape, rng, r_range=(5.0, 9.0), n_obj=(4, 8)):
