@@ -203,6 +203,15 @@ def test_phase_to_delta_after_fbp_recovers_delta():
         ("ctf", {"delta_beta": 0.0}, ValueError, "delta_beta"),
         ("ctf", {"reg": 0.0}, ValueError, "reg"),
         ("ctf", {"reg_high": -1.0}, ValueError, "reg_high"),
+        ("ctf", {"detector_pixel_sizes_m": [1e-7]}, ValueError, "detector_pixel_sizes_m"),
+        ("ctf", {"detector_pixel_sizes_m": [1e-7, 0.0]}, ValueError, "detector_pixel_sizes_m"),
+        ("ctf", {"detector_psf_px": 1.0}, ValueError, "detector_psf_px: needs"),
+        (
+            "ctf",
+            {"detector_pixel_sizes_m": [1e-7, 1e-7], "detector_psf_px": -1.0},
+            ValueError,
+            "detector_psf_px",
+        ),
     ],
 )
 def test_errors_name_the_argument(func, kwargs, error, match):

@@ -92,6 +92,8 @@ def phase_init(ingest_json: str | Path, store: str | Path, params: dict) -> None
         "method": params["method"],
         "delta_beta": params["delta_beta"],
         "regularisation": params["regularisation"],
+        "refine_iterations": int(params.get("refine_iterations", 0)),
+        "detector_psf_px": float(params.get("detector_psf_px", 0.0)),
         "effective_pixel_size_m": info["pixel_size_m"],
         "energy_keV": info["energy_keV"],
         "angles_rad": info["angles_rad"],
@@ -122,28 +124,52 @@ def phase_init(ingest_json: str | Path, store: str | Path, params: dict) -> None
 
 
 def _retrieve(intensity: np.ndarray, info: dict, params: dict) -> np.ndarray:
-    """Phase of flat-corrected intensities on the reference grid, (n_dist, n, ny, nx) -> (n, ny, nx)."""
-    from holocat.tomo import ctf_multi, paganin
+    """Phase of flat-corrected intensities on the reference grid, (n_dist, n, ny, nx) -> (n, ny, nx).
+
+    ``phase.method`` gives the linear retrieval: Paganin on ``distance_index`` or the
+    multi-distance CTF. With ``phase.refine_iterations > 0`` that result starts
+    :func:`holocat.tomo.refine_phase`, a least-squares fit of the multi-distance Fresnel
+    forward model (with each distance's detector pixel) to all distances; ``intensity`` then
+    holds every distance, otherwise (Paganin alone) only the one Paganin uses.
+    """
+    from holocat.tomo import ctf_multi, paganin, refine_phase
 
     energy = info["energy_keV"]
     pix = info["pixel_size_m"]
     z = info["effective_distances_m"]
+    n_iter = int(params.get("refine_iterations", 0))
     if params["method"] == "paganin":
-        return paganin(
-            intensity[0],
+        d = int(params["distance_index"])
+        start = paganin(
+            intensity[d if n_iter > 0 else 0],
             energy_keV=energy,
-            distance_m=z[int(params["distance_index"])],
+            distance_m=z[d],
             pixel_size_m=pix,
             delta_beta=params["delta_beta"],
             device=params["device"],
         )
-    return ctf_multi(
+    else:
+        start = ctf_multi(
+            np.moveaxis(intensity, 0, 1),
+            energy_keV=energy,
+            distances_m=z,
+            pixel_size_m=pix,
+            delta_beta=params["delta_beta"],
+            reg=params["regularisation"],
+            device=params["device"],
+        )
+    if n_iter == 0:
+        return start
+    return refine_phase(
         np.moveaxis(intensity, 0, 1),
         energy_keV=energy,
         distances_m=z,
         pixel_size_m=pix,
         delta_beta=params["delta_beta"],
-        reg=params["regularisation"],
+        detector_pixel_sizes_m=info["effective_pixel_sizes_m"],
+        detector_psf_px=float(params.get("detector_psf_px", 0.0)),
+        initial=start,
+        n_iter=n_iter,
         device=params["device"],
     )
 
@@ -169,12 +195,13 @@ def phase_chunk(
     scan = read_raw_scan(raw_path)
     ny, nx = info["detector_shape"]
     ref = info["reference_index"]
-    if params["method"] == "paganin":
+    if params["method"] == "paganin" and int(params["distance_index"]) >= info["n_dist"]:
+        raise ValueError(
+            f"phase.distance_index: {params['distance_index']} but the scan has "
+            f"{info['n_dist']} distances"
+        )
+    if params["method"] == "paganin" and int(params.get("refine_iterations", 0)) == 0:
         dists = [int(params["distance_index"])]
-        if dists[0] >= info["n_dist"]:
-            raise ValueError(
-                f"phase.distance_index: {dists[0]} but the scan has {info['n_dist']} distances"
-            )
     else:
         dists = list(range(info["n_dist"]))
     darks = np.asarray(scan.darks[:])

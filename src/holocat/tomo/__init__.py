@@ -1,5 +1,5 @@
 """Tomography engine: flat/dark correction, distance rescaling and registration, phase
-retrieval (Paganin, multi-distance CTF), centre of rotation and filtered back-projection.
+retrieval (Paganin, multi-distance CTF, iterative refinement of the Fresnel forward model), centre of rotation and filtered back-projection.
 
 Conventions (DESIGN.md, SCIENCE.md §1-3): SI metres in every argument, phase
 phi = (2 pi / lambda) int(delta dz) >= 0 for matter, skimage's parallel-beam geometry for
@@ -19,6 +19,7 @@ from holocat.tomo.distances import (
 from holocat.tomo.fbp import BACKENDS, FILTERS, fbp
 from holocat.tomo.flatfield import flat_field
 from holocat.tomo.phase import ctf_multi, paganin, phase_to_delta
+from holocat.tomo.refine import predict_intensities, refine_phase
 from holocat.tomo.rings import RING_METHODS, remove_rings, ring_metric
 
 __all__ = [
@@ -34,7 +35,9 @@ __all__ = [
     "nearest_opposite",
     "paganin",
     "phase_to_delta",
+    "predict_intensities",
     "prepare_distances",
+    "refine_phase",
     "remove_rings",
     "register_distances",
     "rescale_to_reference",

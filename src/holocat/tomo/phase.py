@@ -101,7 +101,10 @@ def _batches(n: int, per_item: int) -> list[slice]:
 
 def _to_tensor(a: NDArray, device: torch.device) -> torch.Tensor:
     torch = import_torch()
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)
+    arr = np.ascontiguousarray(a, dtype=np.float32)
+    if not arr.flags.writeable:  # e.g. a read-only memory map: torch wants a writable buffer
+        arr = arr.copy()
+    return torch.from_numpy(arr).to(device)
 
 
 def paganin(
@@ -212,6 +215,8 @@ def ctf_multi(
     reg: float = 1e-6,
     reg_high: float | None = None,
     pad_factor: float = 2,
+    detector_pixel_sizes_m: Sequence[float] | None = None,
+    detector_psf_px: float = 0.0,
     device: str | Any = "auto",
 ) -> NDArray[np.float32]:
     """Multi-distance CTF phase retrieval of a homogeneous object.
@@ -225,6 +230,14 @@ def ctf_multi(
     The leading minus makes phi > 0 for matter. ``alpha`` is ``reg`` below
     ``f_c = 1 / sqrt(2 lambda z_min)`` (the first maximum of sin chi at the shortest distance)
     and ``reg_high`` above, joined by an erf step two frequency bins wide.
+
+    Detector MTF (optional): with ``detector_pixel_sizes_m`` each ``A_j`` is multiplied by the
+    transfer function of distance j's pixel, ``sinc(p_j f_x) sinc(p_j f_y)`` (an area-integrating
+    pixel of effective size ``p_j``), and, with ``detector_psf_px``, by the Gaussian
+    ``exp(-2 pi^2 (s p_j)^2 |f|^2)`` of a detector PSF of ``s`` detector pixels. On a sharp weak
+    sphere imaged at four magnified distances (pixels 1.0-1.57 common pixels) this lowers the
+    error from 2.84 % to 1.53 % [M]; the remainder is aliasing of the coarser distances, which a
+    linear filter cannot undo (:func:`holocat.tomo.refine_phase` models it exactly).
 
     Zero frequency: ``A_j(0) = 2 beta/delta``, so the mean phase comes from the absorption
     term alone — the linearised Beer-Lambert law ``phi = -(delta/2beta) mean(I - 1)`` —
@@ -250,6 +263,12 @@ def ctf_multi(
         Regulariser alpha_hi above f_c; > 0. Default ``reg / 10``.
     pad_factor : float
         Pad each axis with edge values to >= pad_factor * N (next fast FFT size); >= 1.
+    detector_pixel_sizes_m : sequence of float, optional
+        Effective pixel size p_eff,j of each distance in the sample plane, metres (> 0):
+        include the pixel's box MTF in the CTF. Default ``None``: no detector MTF.
+    detector_psf_px : float
+        Gaussian detector PSF sigma in detector pixels (needs ``detector_pixel_sizes_m``);
+        >= 0, default 0.
     device : str or torch.device
         "auto", "cpu", "cuda" or "cuda:N".
 
@@ -295,6 +314,22 @@ def ctf_multi(
     f2 = _freq2(shape, p)
     chi = np.pi * lam * z[:, None, None] * f2[None]
     ctf = 2 * np.sin(chi) + (2 / db) * np.cos(chi)  # (n_dist, fy, fx)
+    psf_px = _positive("detector_psf_px", detector_psf_px, allow_zero=True)
+    if detector_pixel_sizes_m is not None:
+        sizes = np.asarray(detector_pixel_sizes_m, dtype=float)
+        if sizes.shape != (n_dist,) or not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
+            raise ValueError(
+                f"detector_pixel_sizes_m: expected {n_dist} finite pixel sizes > 0 m, one per "
+                f"distance; got {detector_pixel_sizes_m!r}"
+            )
+        fy = np.fft.fftfreq(shape[0], d=p)
+        fx = np.fft.rfftfreq(shape[1], d=p)
+        mtf = np.sinc(sizes[:, None, None] * fy[None, :, None]) * np.sinc(
+            sizes[:, None, None] * fx[None, None, :]
+        )
+        ctf = ctf * mtf * np.exp(-2 * np.pi**2 * (psf_px * sizes[:, None, None]) ** 2 * f2[None])
+    elif psf_px > 0:
+        raise ValueError("detector_psf_px: needs detector_pixel_sizes_m (the PSF is in pixels)")
     positive = z[z > 0]
     if positive.size:
         f_c = 1.0 / np.sqrt(2 * lam * positive.min())
