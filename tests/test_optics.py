@@ -7,11 +7,14 @@ limit I - 1 = (lambda z / 2 pi) laplacian(phi) (SCIENCE.md §2).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
 from holocat.optics import (
+    contrast_delta_beta,
     distance_geometry,
     fresnel_kernel,
     fresnel_number,
@@ -206,3 +209,39 @@ def test_fresnel_propagate_rejects_bad_wave():
     bad[1, 1] = np.nan
     with pytest.raises(ValueError, match="wave"):
         fresnel_propagate(bad, pixel_size_m=PIXEL_M, distance_m=0.01, energy_keV=ENERGY_KEV)
+
+
+def test_contrast_delta_beta_of_the_demo_matrix_is_the_configured_default():
+    """NMC811 in the simulator's matrix (half carbon-binder, half electrolyte by volume) at 17 keV:
+    (delta_p - delta_m) / (beta_p - beta_m) = 27.0 from the shipped table, and config.yaml
+    retrieves with it."""
+    import yaml
+
+    from holocat.simulate.materials import load_materials, mix_by_mass
+
+    mats = load_materials()
+    cb = mix_by_mass([(mats["carbon"], 0.5), (mats["PVDF"], 0.5)], name="carbon_binder")
+    d_cb, b_cb = cb.at(17.0)
+    d_el, b_el = mats["electrolyte"].at(17.0)
+    d_p, b_p = mats["NMC811"].at(17.0)
+    ratio = contrast_delta_beta(d_p, b_p, (d_cb + d_el) / 2, (b_cb + b_el) / 2)
+    assert ratio == pytest.approx(27.0, abs=0.05)
+    assert contrast_delta_beta(d_p, b_p, 0.0, 0.0) == pytest.approx(mats["NMC811"].delta_beta)
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    assert config["phase"]["delta_beta"] == pytest.approx(ratio, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((-1e-6, 1e-8, 0.0, 0.0), "delta_particle"),
+        ((1e-6, float("nan"), 0.0, 0.0), "beta_particle"),
+        ((1e-6, 1e-8, "x", 0.0), "delta_matrix"),
+        ((1e-6, 1e-8, 2e-6, 0.0), "exceed the matrix"),
+        ((1e-6, 1e-8, 0.0, 1e-8), "exceed the matrix"),
+    ],
+)
+def test_contrast_delta_beta_rejects_bad_values(args, match):
+    with pytest.raises(ValueError, match=match):
+        contrast_delta_beta(*args)
