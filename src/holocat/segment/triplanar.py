@@ -546,6 +546,7 @@ def star_segment(
     batch_size: int = 8,
     planes: Sequence[str] = ("xy", "yz", "xz"),
     fusion: Literal["watershed", "components"] = "watershed",
+    input_sigma_vox: float = 0.0,
     device: Any = None,
 ) -> NDArray[np.uint32]:
     """Tri-planar star-convex segmentation: ``predict_planes`` then ``fuse_probability``.
@@ -574,6 +575,14 @@ def star_segment(
         See ``predict_planes``.
     fusion : {"watershed", "components"}
         ``fuse_probability``'s ``method``.
+    input_sigma_vox : float
+        Gaussian sigma (voxels, >= 0; 0 = none) applied to the network's input only, to match
+        the resolution the model was trained at: a reconstruction sharper than the training
+        images shows thin cracks the model has not learnt to bridge and splits cracked
+        particles. The shipped model saw delta blurred by sigma 1.2; on the demo's refined
+        phase retrieval sigma 1.0 raises AP@0.5 from 0.83 to 0.93 (50 cycles) [M]. The
+        refinement still uses ``volume_norm`` (``refine_sigma_vox``). For slabs, a halo of
+        >= 4 sigma keeps the smoothing exact at the core.
 
     Returns
     -------
@@ -613,7 +622,9 @@ def star_segment(
         method=fusion,
         method_name="fusion",
     )
+    sigma_in = _check_number(input_sigma_vox, "input_sigma_vox", minimum=0.0)
     if params.refine == "otsu":  # before the network runs: fail early on a constant block
         params = replace(params, refine=_otsu(vol, vmin == vmax, params.sigma))
-    pbar = predict_planes(vol, predictor, planes=planes, batch_size=batch_size, device=device)
+    net_input = _smooth(vol, sigma_in) if sigma_in > 0 else vol
+    pbar = predict_planes(net_input, predictor, planes=planes, batch_size=batch_size, device=device)
     return _fuse(pbar, vol, params)
