@@ -163,8 +163,8 @@ def segment_volume(
         ``"star"``: keyword arguments of ``star_segment`` (``fg_threshold``,
         ``seed_threshold``, ``seed_h``, ``refine_threshold`` (normalised units, "otsu" or
         None for filled labels), ``refine_sigma_vox``, ``min_volume_vox``, ``batch_size``,
-        ``planes``, ``fusion``, ``input_sigma_vox``). ``"watershed"``: keyword arguments of ``watershed_segment``
-        (``threshold`` in normalised units, ``smooth_sigma_vox``, ``close_radius_vox``,
+        ``planes``, ``fusion``, ``input_sigma_vox``). ``"watershed"``: keyword arguments of
+        ``watershed_segment`` (``threshold`` in normalised units, ``smooth_sigma_vox``, ``close_radius_vox``,
         ``min_distance_vox``, ``h_max_vox``, ``min_volume_vox``, ``compactness``).
 
     Returns
