@@ -283,3 +283,20 @@ def test_bad_input_is_named(kw, exc, match):
     args.update(kw)
     with pytest.raises(exc, match=match):
         refine_phase(args.pop("intensities"), **args)
+
+
+@pytest.mark.gpu
+def test_gpu_matches_cpu(strong):
+    """The same torch code on CUDA: the fit reaches the same accuracy and agrees with the CPU."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    kw = {**kwargs(strong), "device": "cuda"}
+    phi_gpu = refine_phase(strong["intensity"], n_iter=20, **kw)
+    phi_cpu = refine_phase(strong["intensity"], n_iter=20, **kwargs(strong))
+    assert rel_l2(phi_gpu, strong["phi_true"]) <= 0.015
+    assert rel_l2(phi_gpu, phi_cpu) <= 2e-3
+    holo = predict_intensities(strong["phi_true"], **kw)
+    np.testing.assert_allclose(
+        holo, predict_intensities(strong["phi_true"], **kwargs(strong)), atol=1e-4
+    )
