@@ -122,6 +122,50 @@ def _detector_axis(
 
 
 @dataclass(frozen=True, eq=False)
+class _Band:
+    """A sparse (n_out, n_in) detector matrix and its transpose (torch CSR tensors).
+
+    The detector matrices have ~30 entries per row above :data:`_MATRIX_EPS` (box average +
+    the decaying cubic-spline prefilter); as sparse products they cost O(30 n^2) per image
+    instead of the dense O(n^3): 10x faster at 512^2 and 5x at 2048^2 on 2 CPU cores [M].
+    """
+
+    matrix: Any  # (n_out, n_in) sparse CSR, float32
+    transpose: Any  # (n_in, n_out) sparse CSR, float32
+    n_in: int
+    n_out: int
+
+    @staticmethod
+    def _product(mat: Any, x: torch.Tensor, dim: int, n: int) -> torch.Tensor:
+        moved = x.movedim(dim, 0)
+        rest = moved.shape[1:]
+        out = mat @ moved.reshape(moved.shape[0], -1)
+        return out.reshape(n, *rest).movedim(0, dim)
+
+    def apply(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        """``M`` along ``dim`` of ``x`` (length n_in there -> n_out); autograd-safe in x."""
+        return self._product(self.matrix, x, dim, self.n_out)
+
+    def adjoint(self, y: torch.Tensor, dim: int) -> torch.Tensor:
+        """``M^T`` along ``dim`` of ``y`` (length n_out there -> n_in)."""
+        return self._product(self.transpose, y, dim, self.n_in)
+
+
+def _band(mat: NDArray, device: torch.device) -> _Band:
+    """Sparse form of a dense (n_out, n_in) matrix without its entries <= :data:`_MATRIX_EPS`
+    (the weight dropped per row is below ~1e-6)."""
+    import warnings
+
+    torch = import_torch()
+    kept = np.where(np.abs(mat) > _MATRIX_EPS, mat, 0.0).astype(np.float32)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": mm is what we use
+        warnings.simplefilter("ignore", UserWarning)
+        matrix = torch.from_numpy(kept).to_sparse_csr().to(device)
+        transpose = torch.from_numpy(np.ascontiguousarray(kept.T)).to_sparse_csr().to(device)
+    return _Band(matrix=matrix, transpose=transpose, n_in=mat.shape[1], n_out=mat.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
 class _Model:
     """Forward model of one set of distances on a padded grid (torch tensors on ``device``)."""
 
@@ -132,7 +176,7 @@ class _Model:
     coef: complex  # T = exp(coef * phi)
     kernels: Any  # (n_dist, Ny, Nx) complex64 Fresnel propagators
     psf: Any  # (n_dist, Ny, Nx // 2 + 1) float32 Gaussian transfer, or None
-    detectors: tuple[tuple[int, int, int, int, Any, Any], ...]  # y0, y1, x0, x1, Dy, Dx^T
+    detectors: tuple[tuple[int, int, int, int, Any, Any], ...]  # y0, y1, x0, x1, Dy, Dx (_Band)
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
         """Edge-extend (b, ny, nx) to the grid."""
@@ -186,9 +230,7 @@ def _build_model(
         if dy is None:
             detectors.append((y0, y1, x0, x1, None, None))
             continue
-        dy_t = torch.from_numpy(dy.astype(np.float32)).to(device)
-        dxt_t = torch.from_numpy(np.ascontiguousarray(dx.T, dtype=np.float32)).to(device)
-        detectors.append((y0, y1, x0, x1, dy_t, dxt_t))
+        detectors.append((y0, y1, x0, x1, _band(dy, device), _band(dx, device)))
     return _Model(
         shape=(ny, nx),
         grid=grid,
@@ -211,9 +253,9 @@ def _blur(model: _Model, image: torch.Tensor, j: int) -> torch.Tensor:
 
 def _detect(model: _Model, intensity: torch.Tensor, j: int) -> torch.Tensor:
     """(b, Ny, Nx) intensity at distance j -> (b, ny, nx) as recorded on the common grid."""
-    y0, y1, x0, x1, dy, dxt = model.detectors[j]
+    y0, y1, x0, x1, dy, dx = model.detectors[j]
     window = _blur(model, intensity, j)[:, y0:y1, x0:x1]
-    return window if dy is None else dy @ window @ dxt
+    return window if dy is None else dx.apply(dy.apply(window, 1), 2)
 
 
 def _predict(model: _Model, phi: torch.Tensor) -> torch.Tensor:
@@ -236,14 +278,14 @@ def _loss_grad(
     spectrum = torch.fft.fft2(transmission)
     grad_spectrum = torch.zeros_like(spectrum)
     loss = torch.zeros(phi.shape[0], dtype=phi.dtype, device=phi.device)
-    for j, (y0, y1, x0, x1, dy, dxt) in enumerate(model.detectors):
+    for j, (y0, y1, x0, x1, dy, dx) in enumerate(model.detectors):
         wave = torch.fft.ifft2(spectrum * model.kernels[j])
         intensity = _blur(model, wave.real**2 + wave.imag**2, j)
         window = intensity[:, y0:y1, x0:x1]
-        resid = (window if dy is None else dy @ window @ dxt) - data[:, j]
+        resid = (window if dy is None else dx.apply(dy.apply(window, 1), 2)) - data[:, j]
         loss = loss + 0.5 * (resid * resid).flatten(1).sum(1)
         back = torch.zeros(phi.shape, dtype=phi.dtype, device=phi.device)
-        back[:, y0:y1, x0:x1] = resid if dy is None else dy.T @ resid @ dxt.T
+        back[:, y0:y1, x0:x1] = resid if dy is None else dy.adjoint(dx.adjoint(resid, 2), 1)
         # dL/dU* = 2 (dL/dI) U; adjoint of ifft2 is fft2 / N, of fft2 is N ifft2
         grad_spectrum += model.kernels[j].conj() * torch.fft.fft2(2 * _blur(model, back, j) * wave)
     grad_t = torch.fft.ifft2(grad_spectrum)
