@@ -580,7 +580,7 @@ def refine_phase(
     0.3 % relative L2 after 10 iterations where :func:`ctf_multi` gives 2.8 %; on the demo
     electrode (z1 = 20-30 mm, 0.5 um pixels, 10^4 photons) 20 iterations raise the volume
     Pearson r against the simulator's delta from 0.909 / 0.890 (Paganin) to 0.949 / 0.940 at
-    NMC's own delta/beta (40.6) and to 0.963 / 0.955 at the particle-matrix contrast ratio
+    NMC's own delta/beta (40.6) and to 0.962 / 0.955 at the particle-matrix contrast ratio
     (27.0, :func:`holocat.optics.contrast_delta_beta`). Cost per iteration ~ 1.1 evaluations of the model and its gradient:
     (1 + 2 n_dist) complex FFTs of the padded grid, plus the detector matrices.
 
