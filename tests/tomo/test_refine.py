@@ -302,14 +302,14 @@ def test_gpu_matches_cpu(strong):
     )
 
 
-def test_banded_detector_equals_the_dense_matrix_and_its_transpose():
+def test_sparse_detector_equals_the_dense_matrix_and_its_transpose():
     """The detector matrices are applied as sparse products (~30 entries a row): the same result
     as the dense matrix to float32 precision, and the adjoint is its transpose."""
     import torch
 
     for zoom in (1.1, 1.57):
         first, stop, dense = refine_module._detector_axis(48, 96, 20, zoom)
-        band = refine_module._band(dense, torch.device("cpu"))
+        band = refine_module._sparse_axis(dense, torch.device("cpu"))
         assert band.matrix.values().numel() < 0.5 * dense.size  # really sparse
         rng = np.random.default_rng(1)
         x = rng.standard_normal((2, dense.shape[1], 5))

@@ -122,7 +122,7 @@ def _detector_axis(
 
 
 @dataclass(frozen=True, eq=False)
-class _Band:
+class _SparseAxis:
     """A sparse (n_out, n_in) detector matrix and its transpose (torch CSR tensors).
 
     The detector matrices have ~30 entries per row above :data:`_MATRIX_EPS` (box average +
@@ -151,7 +151,7 @@ class _Band:
         return self._product(self.transpose, y, dim, self.n_in)
 
 
-def _band(mat: NDArray, device: torch.device) -> _Band:
+def _sparse_axis(mat: NDArray, device: torch.device) -> _SparseAxis:
     """Sparse form of a dense (n_out, n_in) matrix without its entries <= :data:`_MATRIX_EPS`
     (the weight dropped per row is below ~1e-6)."""
     import warnings
@@ -162,7 +162,7 @@ def _band(mat: NDArray, device: torch.device) -> _Band:
         warnings.simplefilter("ignore", UserWarning)
         matrix = torch.from_numpy(kept).to_sparse_csr().to(device)
         transpose = torch.from_numpy(np.ascontiguousarray(kept.T)).to_sparse_csr().to(device)
-    return _Band(matrix=matrix, transpose=transpose, n_in=mat.shape[1], n_out=mat.shape[0])
+    return _SparseAxis(matrix=matrix, transpose=transpose, n_in=mat.shape[1], n_out=mat.shape[0])
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,7 +176,7 @@ class _Model:
     coef: complex  # T = exp(coef * phi)
     kernels: Any  # (n_dist, Ny, Nx) complex64 Fresnel propagators
     psf: Any  # (n_dist, Ny, Nx // 2 + 1) float32 Gaussian transfer, or None
-    detectors: tuple[tuple[int, int, int, int, Any, Any], ...]  # y0, y1, x0, x1, Dy, Dx (_Band)
+    detectors: tuple[tuple[int, int, int, int, Any, Any], ...]  # y0, y1, x0, x1, Dy, Dx
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
         """Edge-extend (b, ny, nx) to the grid."""
@@ -230,7 +230,7 @@ def _build_model(
         if dy is None:
             detectors.append((y0, y1, x0, x1, None, None))
             continue
-        detectors.append((y0, y1, x0, x1, _band(dy, device), _band(dx, device)))
+        detectors.append((y0, y1, x0, x1, _sparse_axis(dy, device), _sparse_axis(dx, device)))
     return _Model(
         shape=(ny, nx),
         grid=grid,
