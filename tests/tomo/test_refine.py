@@ -86,6 +86,18 @@ def kwargs(sim, **extra):
     }
 
 
+def paganin_first_distance(sim):
+    """Paganin on the first (reference-pixel) distance: refine_phase's default start."""
+    return paganin(
+        sim["intensity"][0],
+        energy_keV=ENERGY_KEV,
+        distance_m=sim["z_eff"][0],
+        pixel_size_m=PIXEL_M,
+        delta_beta=DELTA_BETA,
+        device="cpu",
+    )
+
+
 def rel_l2(estimate: np.ndarray, truth: np.ndarray) -> float:
     return float(np.linalg.norm(estimate[CROP] - truth[CROP]) / np.linalg.norm(truth[CROP]))
 
@@ -122,14 +134,7 @@ def test_refine_strong_sphere_beats_linear_retrievals(strong):
     phi = refine_phase(strong["intensity"], n_iter=20, **kwargs(strong))
     assert phi.shape == strong["phi_true"].shape and phi.dtype == np.float32
     assert rel_l2(phi, strong["phi_true"]) <= 0.015
-    pag = paganin(
-        strong["intensity"][0],
-        energy_keV=ENERGY_KEV,
-        distance_m=strong["z_eff"][0],
-        pixel_size_m=PIXEL_M,
-        delta_beta=DELTA_BETA,
-        device="cpu",
-    )
+    pag = paganin_first_distance(strong)
     assert rel_l2(pag, strong["phi_true"]) > 0.05  # control: the linear start is far off
 
 
@@ -155,14 +160,7 @@ def test_refine_sharp_weak_sphere_with_magnified_pixels(weak_sharp):
 def test_zero_iterations_return_the_start_and_paganin_is_the_default_start(strong):
     kw = kwargs(strong)
     start = refine_phase(strong["intensity"], n_iter=0, **kw)
-    pag = paganin(
-        strong["intensity"][0],
-        energy_keV=ENERGY_KEV,
-        distance_m=strong["z_eff"][0],
-        pixel_size_m=PIXEL_M,
-        delta_beta=DELTA_BETA,
-        device="cpu",
-    )
+    pag = paganin_first_distance(strong)
     np.testing.assert_allclose(start, pag, atol=1e-5)
     given = np.full_like(pag, 0.3)
     np.testing.assert_array_equal(
@@ -204,8 +202,7 @@ def test_analytic_gradient_matches_autograd():
     torch = pytest.importorskip("torch")
     lam = wavelength_m(ENERGY_KEV)
     zooms = np.array([1.0, 1.1, 1.25, 1.5])
-    model = refine_module._build_model(
-        (24, 28),
+    cfg = refine_module._Setup(
         lam=lam,
         distances=np.array([0.0197, 0.0216, 0.0245, 0.0293]),
         pixel=PIXEL_M,
@@ -213,8 +210,8 @@ def test_analytic_gradient_matches_autograd():
         zooms=zooms,
         psf_px=0.7,
         margin=refine_module._margin(lam, 0.0293, PIXEL_M, 1.5),
-        device=torch.device("cpu"),
     )
+    model = refine_module._build_model((24, 28), cfg, torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
     phi = (2 * torch.rand(2, *model.grid, generator=gen)).requires_grad_(True)
     data = 0.5 + torch.rand(2, 4, 24, 28, generator=gen)

@@ -56,6 +56,21 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> float:
     return v
 
 
+def _check_distances(
+    distances_m: Sequence[float], n_dist: int, shape_name: str, shape: tuple[int, ...]
+) -> NDArray[np.float64]:
+    """One finite propagation distance >= 0 m per image (``n_dist`` of them), as float64."""
+    z = np.asarray(distances_m, dtype=float)
+    if z.ndim != 1 or z.size != n_dist:
+        raise ValueError(
+            f"distances_m: expected one distance per image, length n_dist == {n_dist} "
+            f"({shape_name} shape {shape}); got {np.shape(distances_m)}"
+        )
+    if not np.all(np.isfinite(z)) or np.any(z < 0):
+        raise ValueError(f"distances_m: expected finite distances >= 0 m; got {z.tolist()}")
+    return z
+
+
 def _check_stack(name: str, arr: ArrayLike, ndims: tuple[int, ...], expected: str) -> NDArray:
     a = np.asarray(arr)
     if a.dtype.kind not in "biuf":
@@ -289,15 +304,8 @@ def ctf_multi(
         "intensities", intensities, (3, 4), "(n_dist, ny, nx) or (n, n_dist, ny, nx)"
     )
     lam = wavelength_m(energy_keV)
-    z = np.asarray(distances_m, dtype=float)
     n_dist = img.shape[-3]
-    if z.ndim != 1 or z.size != n_dist:
-        raise ValueError(
-            f"distances_m: expected one distance per image, length n_dist == {n_dist} "
-            f"(intensities shape {img.shape}); got {np.shape(distances_m)}"
-        )
-    if not np.all(np.isfinite(z)) or np.any(z < 0):
-        raise ValueError(f"distances_m: expected finite distances >= 0 m; got {z.tolist()}")
+    z = _check_distances(distances_m, n_dist, "intensities", img.shape)
     p = _positive("pixel_size_m", pixel_size_m)
     db = _positive("delta_beta", delta_beta)
     alpha_lo = _positive("reg", reg)

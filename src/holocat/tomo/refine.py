@@ -50,7 +50,7 @@ from scipy.fft import next_fast_len
 
 from holocat._device import import_torch, resolve_device
 from holocat.optics import wavelength_m
-from holocat.tomo.phase import _check_stack, _positive, _to_tensor, paganin
+from holocat.tomo.phase import _check_distances, _check_stack, _positive, _to_tensor, paganin
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -196,19 +196,29 @@ def _margin(lam: float, z_max: float, pixel: float, zoom_max: float) -> int:
     return int(max(16, math.ceil(spread) + 8, math.ceil(9 * zoom_max) + 2))
 
 
-def _build_model(
-    shape: tuple[int, int],
-    *,
-    lam: float,
-    distances: NDArray[np.float64],
-    pixel: float,
-    delta_beta: float,
-    zooms: NDArray[np.float64],
-    psf_px: float,
-    margin: int,
-    device: torch.device,
-) -> _Model:
+@dataclass(frozen=True)
+class _Setup:
+    """Validated parameters of one set of distances (SI units; zooms = p_eff,j / p)."""
+
+    lam: float
+    distances: NDArray[np.float64]
+    pixel: float
+    delta_beta: float
+    zooms: NDArray[np.float64]
+    psf_px: float
+    margin: int
+
+
+def _build_model(shape: tuple[int, int], cfg: _Setup, device: torch.device) -> _Model:
     torch = import_torch()
+    lam, distances, pixel, zooms, psf_px, margin = (
+        cfg.lam,
+        cfg.distances,
+        cfg.pixel,
+        cfg.zooms,
+        cfg.psf_px,
+        cfg.margin,
+    )
     ny, nx = shape
     grid = (next_fast_len(ny + 2 * margin, real=True), next_fast_len(nx + 2 * margin, real=True))
     top, left = (grid[0] - ny) // 2, (grid[1] - nx) // 2
@@ -236,7 +246,7 @@ def _build_model(
         grid=grid,
         top=top,
         left=left,
-        coef=complex(-1.0 / delta_beta, -1.0),
+        coef=complex(-1.0 / cfg.delta_beta, -1.0),
         kernels=torch.from_numpy(kernels.astype(np.complex64)).to(device),
         psf=psf,
         detectors=tuple(detectors),
@@ -382,17 +392,6 @@ def _lbfgs(
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Setup:
-    lam: float
-    distances: NDArray[np.float64]
-    pixel: float
-    delta_beta: float
-    zooms: NDArray[np.float64]
-    psf_px: float
-    margin: int
-
-
 def _setup(
     n_dist: int,
     *,
@@ -407,14 +406,7 @@ def _setup(
     shape: tuple[int, ...],
 ) -> _Setup:
     lam = wavelength_m(energy_keV)
-    z = np.asarray(distances_m, dtype=float)
-    if z.ndim != 1 or z.size != n_dist:
-        raise ValueError(
-            f"distances_m: expected one distance per image, length n_dist == {n_dist} "
-            f"({shape_name} shape {shape}); got {np.shape(distances_m)}"
-        )
-    if not np.all(np.isfinite(z)) or np.any(z < 0):
-        raise ValueError(f"distances_m: expected finite distances >= 0 m; got {z.tolist()}")
+    z = _check_distances(distances_m, n_dist, shape_name, shape)
     pixel = _positive("pixel_size_m", pixel_size_m)
     db = _positive("delta_beta", delta_beta)
     if detector_pixel_sizes_m is None:
@@ -532,17 +524,7 @@ def predict_intensities(
     dev = resolve_device(device)
     torch = import_torch()
     stack = img.reshape(-1, *img.shape[-2:])
-    model = _build_model(
-        stack.shape[-2:],
-        lam=cfg.lam,
-        distances=cfg.distances,
-        pixel=cfg.pixel,
-        delta_beta=cfg.delta_beta,
-        zooms=cfg.zooms,
-        psf_px=cfg.psf_px,
-        margin=cfg.margin,
-        device=dev,
-    )
+    model = _build_model(stack.shape[-2:], cfg, dev)
     out = np.empty((stack.shape[0], n_dist, *stack.shape[-2:]), np.float32)
     size = max(1, _BATCH_ELEMENTS // (model.grid[0] * model.grid[1]))
     with torch.no_grad():
@@ -581,8 +563,9 @@ def refine_phase(
     electrode (z1 = 20-30 mm, 0.5 um pixels, 10^4 photons) 20 iterations raise the volume
     Pearson r against the simulator's delta from 0.909 / 0.890 (Paganin) to 0.949 / 0.940 at
     NMC's own delta/beta (40.6) and to 0.962 / 0.955 at the particle-matrix contrast ratio
-    (27.0, :func:`holocat.optics.contrast_delta_beta`). Cost per iteration ~ 1.1 evaluations of the model and its gradient:
-    (1 + 2 n_dist) complex FFTs of the padded grid, plus the detector matrices.
+    (27.0, :func:`holocat.optics.contrast_delta_beta`). Cost per iteration ~ 1.1 evaluations
+    of the model and its gradient: (1 + 2 n_dist) complex FFTs of the padded grid, plus the
+    sparse detector matrices.
 
     Parameters
     ----------
@@ -688,17 +671,7 @@ def refine_phase(
         start = start.reshape(-1, *start.shape[-2:])
     dev = resolve_device(device)
     torch = import_torch()
-    model = _build_model(
-        stack.shape[-2:],
-        lam=cfg.lam,
-        distances=cfg.distances,
-        pixel=cfg.pixel,
-        delta_beta=cfg.delta_beta,
-        zooms=cfg.zooms,
-        psf_px=cfg.psf_px,
-        margin=cfg.margin,
-        device=dev,
-    )
+    model = _build_model(stack.shape[-2:], cfg, dev)
     logger.debug(
         "refine_phase: %d projection(s), %d distance(s) %dx%d on a %s grid (margin %d px), "
         "detector pixels %s common px, %d iterations on %s",
