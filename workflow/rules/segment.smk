@@ -3,43 +3,6 @@
 # (segment.model: default), a model folder, or the one rule train_model trains when
 # segment.train.enabled is true.
 
-TRAINED_MODEL = "results/model/holocat-star2d"
-
-
-def segment_model(wildcards):
-    """The trained model folder when the config asks for training, else nothing."""
-    star = config["segment"]["method"] == "star"
-    return [TRAINED_MODEL] if star and config["segment"]["train"]["enabled"] else []
-
-
-def model_option(wildcards, input):
-    return f"--model {input.model}" if input.model else ""
-
-
-def segment_params(wildcards):
-    """segment's own keys (not the training recipe, which only the model folder depends on)."""
-    return as_json({k: v for k, v in config["segment"].items() if k != "train"})
-
-
-def model_digest(wildcards):
-    """Checksum of the weights segment runs with when they are not a workflow output (rerun trigger)."""
-    seg = config["segment"]
-    if seg["method"] != "star" or seg["train"]["enabled"]:
-        return ""
-    from holocat._resources import resource_path
-
-    folder = (
-        resource_path("models/holocat-star2d", must_exist=False)
-        if seg["model"] == "default"
-        else Path(seg["model"])
-    )
-    weights = folder / "weights.pt"
-    return (
-        hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-        if weights.exists()
-        else "missing"
-    )
-
 
 rule train_model:
     output:
