@@ -57,19 +57,20 @@ def test_sharp_volume_counts_every_core_crack_voxel(phantoms):
 
 def test_blurred_noisy_crack_is_measured_where_the_voxel_count_fails(phantoms):
     # PSF sigma = 1 voxel, noise 2 % of the contrast: the 2-voxel crack is mostly lost by the
-    # threshold segmentation, the grey values keep it (measured -9 % / -11 %)
+    # threshold segmentation, the grey values keep it (measured -3.3 % / -1.6 %)
     for crack_radius, seed in ((7.0, 1), (10.0, 2)):
         ball, crack = _cracked_ball(phantoms, 16, crack_radius)
         truth = crack.sum() / ball.sum()
         volume = _reconstruct(ball & ~crack, 1.0, 0.02, seed)
         t = particle_attributes(_segment(volume), volume, voxel_size_um=0.1)
-        assert abs(t.Damage.iloc[0] / truth - 1) <= 0.15
+        assert abs(t.Damage.iloc[0] / truth - 1) <= 0.06
         assert t.DamageVoxels.iloc[0] < 0.4 * truth  # the plain voxel count fails
 
 
-def test_noise_scales_damage_down_but_keeps_ratios(phantoms):
-    # at 5 % noise the median reference is pulled down by the crack's blur (measured -21 % and
-    # -23 %, the same factor for both cracks), so ratios between particles survive
+def test_noise_costs_little_and_keeps_ratios(phantoms):
+    # at 5 % noise the crack's blurred tail still reaches into the intact level's window
+    # (measured -8 % and -7 %; the plain median reference lost 25 % and 23 %), by about the same
+    # factor for both cracks, so ratios between particles survive
     values, truths = [], []
     for crack_radius, seed in ((7.0, 3), (10.0, 4)):
         ball, crack = _cracked_ball(phantoms, 16, crack_radius)
@@ -77,8 +78,23 @@ def test_noise_scales_damage_down_but_keeps_ratios(phantoms):
         volume = _reconstruct(ball & ~crack, 1.0, 0.05, seed)
         values.append(particle_attributes(_segment(volume), volume, voxel_size_um=0.1).Damage[0])
     for value, truth in zip(values, truths, strict=True):
-        assert 0.65 * truth <= value <= truth
-    assert abs((values[1] / values[0]) / (truths[1] / truths[0]) - 1) <= 0.10
+        assert 0.85 * truth <= value <= truth
+    assert abs((values[1] / values[0]) / (truths[1] / truths[0]) - 1) <= 0.05
+
+
+def test_intact_level_ignores_the_crack_tail():
+    # a normal solid level plus a one-sided tail of crack halo (a sixth of the core): the median
+    # is pulled down by 0.25 sigma, the window mean stays within 0.05 sigma (measured 0.03)
+    from holocat.attributes.shape import intact_level
+
+    rng = np.random.default_rng(7)
+    solid = rng.normal(5.0, 0.1, 50_000)
+    tail = 5.0 - rng.uniform(0.1, 2.0, 10_000)
+    values = np.concatenate([solid, tail])
+    assert 5.0 - np.median(values) > 0.02
+    assert intact_level(values) == pytest.approx(5.0, abs=0.005)
+    assert intact_level(solid) == pytest.approx(solid.mean(), abs=0.002)  # no tail: the mean
+    assert intact_level(np.full(10, 2.0)) == 2.0  # no spread: the median
 
 
 def test_blur_across_the_outer_surface_is_not_crack(phantoms):

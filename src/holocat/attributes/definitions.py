@@ -128,8 +128,9 @@ ATTRIBUTE_DEFINITIONS: dict[str, str] = {
     "Volume": "|F| times the voxel volume",
     "Damage": (
         "crack volume fraction with partial-volume correction: sum over F's core (deeper than "
-        "the damage margin) of (ref - v) / (ref - v_void), over |F|; ref = median of the "
-        "volume over the core, v_void = void level (default: median of the surrounding matrix); "
+        "the damage margin) of (ref - v) / (ref - v_void), over |F|; ref = intact level of the "
+        "core (mean over |v - ref| < 2 sigma, robust to the crack tail), v_void = void level "
+        "(default: median of the surrounding matrix); "
         "cracks in the outer shell are not counted (lower bound)"
     ),
     "Elongation": "sqrt(lambda1 / lambda3) of F's coordinate covariance (longest / shortest axis)",
