@@ -1,0 +1,106 @@
+"""Compiled kernels against their array definitions: scipy's Gaussian passes and EDT thresholds.
+
+The row lengths straddle the 64-bit words of the packed morphology (63, 64, 65, 130 voxels) and
+the masks include empty rows, full rows and single voxels at the array faces.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from holocat.attributes._kernels import ball_morphology, fill_holes, gaussian_of_mask
+
+
+def _reference_gaussian(mask, sigma, step):
+    field = mask.astype(np.float64)
+    for axis in range(3):
+        field = ndi.gaussian_filter1d(field, sigma, axis=axis, mode="constant", truncate=4.0)
+        index = [slice(None)] * 3
+        index[axis] = slice(None, None, step)
+        field = field[tuple(index)]
+    return field
+
+
+def _masks(nx):
+    rng = np.random.default_rng(nx)
+    blobs = ndi.gaussian_filter(rng.random((21, 18, nx)), 1.5) > 0.5
+    sparse = rng.random((9, 11, nx)) > 0.93
+    faces = np.zeros((7, 6, nx), dtype=bool)
+    faces[0, 0, 0] = faces[-1, -1, -1] = faces[3, 2, :] = True  # corners and one full row
+    return blobs, sparse, faces, np.zeros((4, 5, nx), dtype=bool)
+
+
+@pytest.mark.parametrize("nx", [1, 5, 63, 64, 65, 130])
+@pytest.mark.parametrize(("sigma", "step"), [(0.6, 1), (1.0, 1), (1.0, 3), (2.0, 1), (2.7, 2)])
+def test_gaussian_of_mask_equals_scipy_passes(nx, sigma, step):
+    for mask in _masks(nx):
+        got = gaussian_of_mask(mask, sigma, step)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, _reference_gaussian(mask, sigma, step), atol=2e-6)
+
+
+@pytest.mark.parametrize("nx", [1, 5, 63, 64, 65, 130])
+@pytest.mark.parametrize("radius", [1.0, 1.5, 2.5, 3.2, 5.1])
+def test_ball_morphology_equals_edt_thresholds(nx, radius):
+    for mask in _masks(nx):
+        dilated = ball_morphology(mask, radius, erode=False)
+        assert dilated.dtype == bool and dilated.shape == mask.shape
+        # (the EDT of a mask without background is undefined: an empty mask dilates to nothing)
+        reference = ndi.distance_transform_edt(~mask) <= radius if mask.any() else mask
+        np.testing.assert_array_equal(dilated, reference)
+        # erosion: outside the array counts as background
+        padded = np.pad(mask, 1)
+        reference = (ndi.distance_transform_edt(padded) > radius)[1:-1, 1:-1, 1:-1]
+        np.testing.assert_array_equal(ball_morphology(mask, radius, erode=True), reference)
+
+
+def test_ball_smaller_than_a_voxel_step_is_the_identity():
+    mask = np.random.default_rng(0).random((5, 6, 7)) > 0.5
+    for erode in (False, True):
+        out = ball_morphology(mask, 0.9, erode=erode)
+        np.testing.assert_array_equal(out, mask)
+        assert out is not mask
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fill_holes_equals_scipy(seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(n) for n in rng.integers(1, 40, 3))
+    mask = ndi.gaussian_filter(rng.random(shape), 1.0) > rng.uniform(0.45, 0.55)
+    np.testing.assert_array_equal(fill_holes(mask), ndi.binary_fill_holes(mask))
+    shell = np.zeros((12, 13, 14), dtype=bool)
+    shell[2:10, 2:11, 2:12] = True
+    shell[4:8, 4:9, 4:10] = False  # a closed cavity, filled
+    shell[0:3, 6, 6] = False  # a tunnel from the face into the wall: stays open
+    np.testing.assert_array_equal(fill_holes(shell), ndi.binary_fill_holes(shell))
+
+
+def test_triangle_areas_and_cubes_match_the_numpy_formulas():
+    from skimage.measure import marching_cubes
+
+    from holocat.attributes._kernels import triangle_areas
+
+    z, y, x = np.ogrid[:20, :22, :24]
+    field = np.exp(-((z - 9.3) ** 2 + (y - 10.1) ** 2 + (x - 12.7) ** 2) / 40.0).astype(np.float32)
+    for spacing in (1.0, 2.0):
+        verts, faces, _, _ = marching_cubes(field, 0.5, spacing=(spacing,) * 3)
+        areas, corners = triangle_areas(verts, faces, spacing)
+        tri = verts[faces].astype(np.float64)
+        cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        np.testing.assert_allclose(areas, 0.5 * np.linalg.norm(cross, axis=1), rtol=1e-12)
+        expected = np.floor(tri.min(axis=1) / spacing + 1e-4).astype(np.int64) + 1
+        np.testing.assert_array_equal(corners, expected)
+
+
+def test_window_mean_is_the_fixed_point_of_the_window():
+    from holocat.attributes._kernels import window_mean
+
+    values = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 10.0])
+    # window |v - 1| < 1.2 holds 0..2 (mean 1.0): a fixed point at once
+    assert window_mean(values, 1.0, 1.2, 8, 1e-12) == pytest.approx(1.0)
+    # from 9: the window holds 10 only, then stays there
+    assert window_mean(values, 9.0, 1.2, 8, 1e-12) == pytest.approx(10.0)
+    # an empty window returns the start
+    assert window_mean(values, 5.0, 0.5, 8, 1e-12) == 5.0
