@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -133,10 +135,15 @@ def test_process_pool_matches_serial(random_balls, monkeypatch):
     # one particle per chunk: the chunks come back in order from both workers
     monkeypatch.setattr(extract_module, "_CHUNK_VOXELS", 1)
     monkeypatch.setattr(extract_module, "_MIN_POOL_VOXELS", 0)
+    shm_dir = Path("/dev/shm")
+    before = set(shm_dir.iterdir()) if shm_dir.is_dir() else set()
     pooled = particle_attributes(
         labels, volume, voxel_size_um=0.5, label_ids=[1, 2, 3, 4, 5], n_workers=2
     )
     pd.testing.assert_frame_equal(pooled, serial, rtol=0, atol=0)
+    # the workers cut their crops from one shared-memory copy of the block, unlinked after
+    if shm_dir.is_dir():
+        assert set(shm_dir.iterdir()) <= before
 
 
 def test_sample_mask_excludes_outside_from_pdensity(phantoms):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -231,9 +232,11 @@ def extract(
     n_workers : int, optional
         Processes for the per-particle work (default 1: in-process). Workers come from a fork
         server (spawned where there is none), never forked from the caller, so a calling script
-        needs the usual ``if __name__ == "__main__":`` guard; particles are sent in chunks of
-        about 2 million crop voxels, and less than ~16 million crop voxels in all are computed
-        in-process (the pool's start-up would not pay).
+        needs the usual ``if __name__ == "__main__":`` guard. The labels and volume are copied
+        once into shared memory (so the pool holds a second copy of the block for its
+        duration), the workers cut their own crops from it, and particles are handed out as
+        label and box in chunks of about 2 million crop voxels; less than ~16 million crop
+        voxels in all are computed in-process (the pool's start-up would not pay).
     offset_vox : sequence of 3 int, optional
         (z, y, x) index of ``labels[0, 0, 0]`` in the full volume (sub-block calls).
     full_shape : sequence of 3 int, optional
@@ -385,32 +388,16 @@ def _particle_table(
         n_workers,
     )
 
-    def tasks() -> Iterator[_Task]:
-        for label in ids:
-            sl = slices[label - 1]
-            lo = np.array([x.start for x in sl]) - pad
-            hi = np.array([x.stop for x in sl]) + pad
-            clo = np.maximum(lo, 0)
-            chi = np.minimum(hi, block)
-            src = tuple(slice(int(a), int(b)) for a, b in zip(clo, chi, strict=True))
-            dst = tuple(
-                slice(int(a - l0), int(b - l0)) for a, b, l0 in zip(clo, chi, lo, strict=True)
-            )
-            size = tuple(int(v) for v in hi - lo)
-            block_labels = lab[src]
-            codes = np.zeros(size, dtype=np.uint8)
-            codes[dst] = np.where(block_labels == label, SELF, (block_labels != 0) * OTHER)
-            # NaN where the crop leaves the block: never part of the matrix sample
-            vol_crop = np.full(size, np.nan, dtype=crop_dtype)
-            vol_crop[dst] = vol[src]
-            origin = tuple(int(v) for v in lo + offset)
-            yield label, codes, vol_crop, origin
-
-    extents = np.array([[x.stop - x.start for x in slices[i - 1]] for i in ids]) + 2 * pad
-    total_voxels = float(np.prod(extents, axis=1, dtype=np.float64).sum())
-    rows = _run_tasks(
-        tasks(), params, n_workers=n_workers, n_total=len(ids), total_voxels=total_voxels
+    geometry = _CropGeometry(
+        pad=pad,
+        block=tuple(int(v) for v in block),
+        offset=tuple(int(v) for v in offset),
+        crop_dtype=np.dtype(crop_dtype).str,
     )
+    boxes = [(label, tuple((x.start, x.stop) for x in slices[label - 1])) for label in ids]
+    extents = np.array([[b - a for a, b in box] for _, box in boxes]) + 2 * pad
+    crop_voxels = np.prod(extents, axis=1, dtype=np.float64)
+    rows = _run_tasks(lab, vol, boxes, crop_voxels, params, geometry, n_workers=n_workers)
     table = pd.DataFrame(rows)
     bbox_lo = np.array([[x.start for x in slices[i - 1]] for i in ids]) + offset
     bbox_hi = np.array([[x.stop for x in slices[i - 1]] for i in ids]) + offset
@@ -450,45 +437,150 @@ def _particle_table(
     return _order_columns(table)[list(PARTICLE_COLUMNS)]
 
 
-#: A particle's work item: label, crop codes, volume crop, full-volume origin of the crop.
-_Task = tuple[int, NDArray[np.uint8], NDArray[np.floating], tuple[int, int, int]]
+@dataclass(frozen=True)
+class _CropGeometry:
+    """Where particle crops come from: padding, block shape and offset, crop dtype (picklable)."""
+
+    pad: int
+    block: tuple[int, int, int]
+    offset: tuple[int, int, int]
+    crop_dtype: str
+
+
+#: A particle's work item: label and its bounding box ((start, stop) per axis) in the block.
+_Task = tuple[int, tuple[tuple[int, int], ...]]
 #: Crop voxels per chunk sent to a worker (amortises the per-task overhead of small particles).
 _CHUNK_VOXELS = 2_000_000
-#: Below this many crop voxels in all (about 3 s of work) the pool's start-up (about 1 s for
-#: two forkserver workers) does not pay: the particles are computed in-process.
+#: Below this many crop voxels in all (about 2 s of work) the pool's start-up (about 1-2 s for
+#: two forkserver workers that import numba and load the kernels) does not pay: the particles
+#: are computed in-process.
 _MIN_POOL_VOXELS = 16_000_000
 
 
-def _run_chunk(chunk: list[_Task], params: LocalParams) -> list[dict[str, Any]]:
-    """Worker entry: the attributes of every particle of a chunk."""
-    return [
-        local_attributes(label, codes, vol, origin, params) for label, codes, vol, origin in chunk
+def _crop(
+    lab: NDArray, vol: NDArray, task: _Task, geometry: _CropGeometry
+) -> tuple[NDArray[np.uint8], NDArray[np.floating], tuple[int, int, int]]:
+    """A particle's padded crop: codes (SELF / OTHER / BACKGROUND), grey values, origin.
+
+    The volume crop is NaN where the padding leaves the block (never part of the matrix
+    sample); the origin is the full-volume index of the crop's first voxel.
+    """
+    label, box = task
+    pad = geometry.pad
+    lo = np.array([a for a, _ in box]) - pad
+    hi = np.array([b for _, b in box]) + pad
+    clo = np.maximum(lo, 0)
+    chi = np.minimum(hi, geometry.block)
+    src = tuple(slice(int(a), int(b)) for a, b in zip(clo, chi, strict=True))
+    dst = tuple(slice(int(a - l0), int(b - l0)) for a, b, l0 in zip(clo, chi, lo, strict=True))
+    size = tuple(int(v) for v in hi - lo)
+    block_labels = lab[src]
+    codes = np.zeros(size, dtype=np.uint8)
+    codes[dst] = np.where(block_labels == label, SELF, (block_labels != 0) * OTHER)
+    vol_crop = np.full(size, np.nan, dtype=np.dtype(geometry.crop_dtype))
+    vol_crop[dst] = vol[src]
+    origin = tuple(int(v) for v in lo + np.asarray(geometry.offset))
+    return codes, vol_crop, origin  # type: ignore[return-value]
+
+
+def _local_row(
+    lab: NDArray, vol: NDArray, task: _Task, geometry: _CropGeometry, params: LocalParams
+) -> dict[str, Any]:
+    codes, vol_crop, origin = _crop(lab, vol, task, geometry)
+    return local_attributes(task[0], codes, vol_crop, origin, params)
+
+
+#: The worker's view of the block: (shared memory, labels, volume), set by :func:`_attach`.
+_SHARED: tuple[Any, NDArray, NDArray] | None = None
+
+
+def _attach(name: str, specs: tuple[tuple[tuple[int, ...], str, int], ...]) -> None:
+    """Pool initializer: map the labels and volume of the block from shared memory (no copy)."""
+    from multiprocessing import shared_memory
+
+    global _SHARED
+    shm = shared_memory.SharedMemory(name=name)
+    arrays = [
+        np.ndarray(shape, dtype=np.dtype(dtype), buffer=shm.buf, offset=offset)
+        for shape, dtype, offset in specs
     ]
+    _SHARED = (shm, arrays[0], arrays[1])
 
 
-def _chunks(tasks: Iterable[_Task]) -> Iterator[list[_Task]]:
+def _run_chunk(
+    chunk: list[_Task], params: LocalParams, geometry: _CropGeometry
+) -> list[dict[str, Any]]:
+    """Worker entry: crop each particle of the chunk from the shared block and compute it."""
+    assert _SHARED is not None, "worker not attached to the shared block"
+    _, lab, vol = _SHARED
+    return [_local_row(lab, vol, task, geometry, params) for task in chunk]
+
+
+def _chunks(tasks: Sequence[_Task], crop_voxels: NDArray[np.float64]) -> Iterator[list[_Task]]:
     chunk: list[_Task] = []
-    size = 0
-    for task in tasks:
+    size = 0.0
+    for task, voxels in zip(tasks, crop_voxels, strict=True):
         chunk.append(task)
-        size += task[1].size
+        size += float(voxels)
         if size >= _CHUNK_VOXELS:
             yield chunk
-            chunk, size = [], 0
+            chunk, size = [], 0.0
     if chunk:
         yield chunk
 
 
+class _SharedBlock:
+    """The labels and volume copied once into one shared-memory segment, unlinked on exit."""
+
+    def __init__(self, *arrays: NDArray) -> None:
+        from multiprocessing import shared_memory
+
+        offsets, total = [], 0
+        for a in arrays:
+            total = -(-total // 64) * 64  # 64-byte aligned views
+            offsets.append(total)
+            total += a.nbytes
+        self.shm = shared_memory.SharedMemory(create=True, size=max(total, 1))
+        self.specs = []
+        try:
+            for a, offset in zip(arrays, offsets, strict=True):
+                view = np.ndarray(a.shape, dtype=a.dtype, buffer=self.shm.buf, offset=offset)
+                view[...] = a
+                self.specs.append((tuple(a.shape), a.dtype.str, offset))
+                del view
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.shm.close()
+        self.shm.unlink()
+
+    def __enter__(self) -> _SharedBlock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _run_tasks(
-    tasks: Iterable[_Task],
+    lab: NDArray,
+    vol: NDArray,
+    tasks: Sequence[_Task],
+    crop_voxels: NDArray[np.float64],
     params: LocalParams,
+    geometry: _CropGeometry,
     *,
     n_workers: int,
-    n_total: int,
-    total_voxels: float = math.inf,
 ) -> list[dict[str, Any]]:
-    """Evaluate the tasks in order; chunks in a bounded process pool when ``n_workers > 1``."""
+    """Evaluate the tasks in order, in-process or in a bounded process pool (``n_workers > 1``).
+
+    Pool workers map the block from one shared-memory copy and cut their own crops, so the
+    parent only sends labels and boxes: its work does not grow with the crops' size and the
+    pool scales with the cores.
+    """
     rows: list[dict[str, Any]] = []
+    n_total = len(tasks)
     step = max(1, n_total // 10)
     reported = [0]
 
@@ -497,6 +589,7 @@ def _run_tasks(
             reported[0] = len(rows)
             logger.info("particle attributes: %d / %d done", len(rows), n_total)
 
+    total_voxels = float(np.sum(crop_voxels))
     if n_workers == 1 or n_total <= 1 or total_voxels < _MIN_POOL_VOXELS:
         if n_workers > 1:
             logger.info(
@@ -504,8 +597,8 @@ def _run_tasks(
                 total_voxels,
                 _MIN_POOL_VOXELS,
             )
-        for label, codes, vol_crop, origin in tasks:
-            rows.append(local_attributes(label, codes, vol_crop, origin, params))
+        for task in tasks:
+            rows.append(_local_row(lab, vol, task, geometry, params))
             progress()
         return rows
 
@@ -522,11 +615,19 @@ def _run_tasks(
         ctx.set_forkserver_preload([__name__])
     else:
         ctx = multiprocessing.get_context("spawn")
-    max_in_flight = 2 * n_workers  # bounds the crops held in memory at once
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+    max_in_flight = 2 * n_workers  # bounds the results held at once
+    with (
+        _SharedBlock(np.ascontiguousarray(lab), np.ascontiguousarray(vol)) as block,
+        ProcessPoolExecutor(
+            max_workers=n_workers,
+            mp_context=ctx,
+            initializer=_attach,
+            initargs=(block.shm.name, tuple(block.specs)),
+        ) as pool,
+    ):
         pending: deque = deque()
-        for chunk in _chunks(tasks):
-            pending.append(pool.submit(_run_chunk, chunk, params))
+        for chunk in _chunks(tasks, crop_voxels):
+            pending.append(pool.submit(_run_chunk, chunk, params, geometry))
             if len(pending) >= max_in_flight:
                 rows.extend(pending.popleft().result())
                 progress()
