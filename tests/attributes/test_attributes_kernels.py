@@ -104,3 +104,18 @@ def test_window_mean_is_the_fixed_point_of_the_window():
     assert window_mean(values, 9.0, 1.2, 8, 1e-12) == pytest.approx(10.0)
     # an empty window returns the start
     assert window_mean(values, 5.0, 0.5, 8, 1e-12) == 5.0
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_block_counts_equal_padded_block_sums(k):
+    from holocat.attributes._kernels import block_counts
+
+    labels = np.random.default_rng(k).integers(0, 4, (13, 8, 11)).astype(np.uint32)
+    for arr in (labels, labels > 0):
+        pad = [(0, (-n) % k) for n in arr.shape]
+        m = np.pad(arr > 0, pad)
+        mz, my, mx = (n // k for n in m.shape)
+        expected = m.reshape(mz, k, my, k, mx, k).sum(axis=(1, 3, 5))
+        got = block_counts(arr, k)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, expected)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from holocat.attributes._kernels import block_counts
 from holocat.attributes.definitions import _order_columns
 
 __all__ = ["summed_area_table", "pdensity", "add_pdensity", "neighbour_attributes"]
@@ -69,10 +70,15 @@ def summed_area_table(mask: ArrayLike, *, downsample: int = 1) -> NDArray[np.int
     k = int(downsample)
     counts = arr
     if k > 1:
-        padded_shape = [math.ceil(n / k) * k for n in arr.shape]
-        pad = [(0, p - n) for p, n in zip(padded_shape, arr.shape, strict=True)]
-        mz, my, mx = (p // k for p in padded_shape)
-        counts = np.pad(arr, pad).reshape(mz, k, my, k, mx, k).sum(axis=(1, 3, 5), dtype=np.int64)
+        if arr.dtype == np.bool_:
+            counts = block_counts(arr, k)
+        else:  # counts: sums per block
+            padded_shape = [math.ceil(n / k) * k for n in arr.shape]
+            pad = [(0, p - n) for p, n in zip(padded_shape, arr.shape, strict=True)]
+            mz, my, mx = (p // k for p in padded_shape)
+            counts = (
+                np.pad(arr, pad).reshape(mz, k, my, k, mx, k).sum(axis=(1, 3, 5), dtype=np.int64)
+            )
     # one int64 table, filled and summed in place: no full-size temporaries (at 1000^3 the
     # chained cumsums needed ~4 copies of 8 GB)
     sat = np.zeros(tuple(n + 1 for n in counts.shape), dtype=np.int64)

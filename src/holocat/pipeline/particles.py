@@ -366,16 +366,13 @@ def _sat_downsample(shape: tuple[int, ...]) -> int:
 
 def _block_counts(labels_arr, k: int, slab_rows: int):
     """Particle-voxel counts on k x k x k blocks, read slab by slab (slabs are multiples of k rows)."""
-    nz, ny, nx = labels_arr.shape
+    from holocat.attributes._kernels import block_counts
+
+    nz = labels_arr.shape[0]
     rows = max(k, (slab_rows // k) * k)
-    my, mx = math.ceil(ny / k), math.ceil(nx / k)
-    out = []
-    for z0, z1 in chunk_ranges(nz, rows):
-        m = np.asarray(labels_arr[z0:z1]) > 0
-        pad = [(0, (-n) % k) for n in m.shape]
-        m = np.pad(m, pad) if any(p for _, p in pad) else m
-        out.append(m.reshape(m.shape[0] // k, k, my, k, mx, k).sum(axis=(1, 3, 5), dtype=np.int32))
-    return np.concatenate(out)
+    return np.concatenate(
+        [block_counts(np.asarray(labels_arr[z0:z1]), k) for z0, z1 in chunk_ranges(nz, rows)]
+    )
 
 
 def _finish_table(
