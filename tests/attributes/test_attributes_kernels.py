@@ -119,3 +119,16 @@ def test_block_counts_equal_padded_block_sums(k):
         got = block_counts(arr, k)
         assert got.dtype == np.int64
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.uint32, np.int64])
+def test_code_labels_marks_self_and_others_in_a_view(dtype):
+    from holocat.attributes._kernels import code_labels
+
+    labels = np.random.default_rng(1).integers(0, 5, (6, 7, 8)).astype(dtype)
+    codes = np.full((8, 9, 10), 9, dtype=np.uint8)
+    codes[1:7, 1:8, 1:9] = 0
+    code_labels(labels[:, ::-1], 3, 1, 2, codes[1:7, 1:8, 1:9])  # strided in and out
+    expected = np.where(labels[:, ::-1] == 3, 1, np.where(labels[:, ::-1] != 0, 2, 0))
+    np.testing.assert_array_equal(codes[1:7, 1:8, 1:9], expected)
+    assert np.all(codes[0] == 9)  # outside the view: untouched

@@ -438,3 +438,29 @@ def block_counts(arr: NDArray, k: int) -> NDArray[np.int64]:
     out = np.zeros(tuple(-(-n // k) for n in arr.shape), dtype=np.int64)
     _count_nonzero_blocks(arr, int(k), out)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# crops
+# --------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _code_labels(block_labels, label, self_code, other_code, out):  # pragma: no cover
+    nz, ny, nx = block_labels.shape
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                v = block_labels[z, y, x]
+                if v == label:
+                    out[z, y, x] = self_code
+                elif v != 0:
+                    out[z, y, x] = other_code
+
+
+def code_labels(
+    block_labels: NDArray[np.integer], label: int, self_code: int, other_code: int, out: NDArray
+) -> None:
+    """``out[...] = self_code`` where ``block_labels == label``, ``other_code`` where another
+    label is, untouched elsewhere (one pass; ``out`` is a uint8 view of the crop)."""
+    _code_labels(block_labels, block_labels.dtype.type(label), self_code, other_code, out)

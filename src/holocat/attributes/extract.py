@@ -29,6 +29,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage as ndi
 
+from holocat.attributes._kernels import code_labels
 from holocat.attributes.definitions import (
     COLUMNS,
     LOCAL_COLUMNS,
@@ -476,7 +477,7 @@ def _crop(
     size = tuple(int(v) for v in hi - lo)
     block_labels = lab[src]
     codes = np.zeros(size, dtype=np.uint8)
-    codes[dst] = np.where(block_labels == label, SELF, (block_labels != 0) * OTHER)
+    code_labels(block_labels, label, SELF, OTHER, codes[dst])
     vol_crop = np.full(size, np.nan, dtype=np.dtype(geometry.crop_dtype))
     vol_crop[dst] = vol[src]
     origin = tuple(int(v) for v in lo + np.asarray(geometry.offset))
