@@ -531,27 +531,32 @@ def _chunks(tasks: Sequence[_Task], crop_voxels: NDArray[np.float64]) -> Iterato
 
 
 class _SharedBlock:
-    """The labels and volume copied once into one shared-memory segment, unlinked on exit."""
+    """One shared-memory segment laid out for the given arrays; :meth:`fill` copies them in.
+
+    Unlinked on exit. Allocating first and filling later lets the pool's workers start (their
+    fork server imports numpy, scipy and numba) while the parent copies the block.
+    """
 
     def __init__(self, *arrays: NDArray) -> None:
         from multiprocessing import shared_memory
 
+        self.arrays = arrays
         offsets, total = [], 0
         for a in arrays:
             total = -(-total // 64) * 64  # 64-byte aligned views
             offsets.append(total)
             total += a.nbytes
         self.shm = shared_memory.SharedMemory(create=True, size=max(total, 1))
-        self.specs = []
-        try:
-            for a, offset in zip(arrays, offsets, strict=True):
-                view = np.ndarray(a.shape, dtype=a.dtype, buffer=self.shm.buf, offset=offset)
-                view[...] = a
-                self.specs.append((tuple(a.shape), a.dtype.str, offset))
-                del view
-        except BaseException:
-            self.close()
-            raise
+        self.specs = [
+            (tuple(a.shape), a.dtype.str, offset) for a, offset in zip(arrays, offsets, strict=True)
+        ]
+
+    def fill(self) -> None:
+        for a, (shape, dtype, offset) in zip(self.arrays, self.specs, strict=True):
+            view = np.ndarray(shape, dtype=np.dtype(dtype), buffer=self.shm.buf, offset=offset)
+            view[...] = a
+            del view
+        self.arrays = ()
 
     def close(self) -> None:
         self.shm.close()
@@ -562,6 +567,11 @@ class _SharedBlock:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _ready() -> bool:
+    """A no-op task: submitting it starts a worker (and the fork server) early."""
+    return _SHARED is not None
 
 
 def _run_tasks(
@@ -626,6 +636,12 @@ def _run_tasks(
             initargs=(block.shm.name, tuple(block.specs)),
         ) as pool,
     ):
+        # start the workers, then copy the block while they come up; no task reads the block
+        # before it is filled (the chunks are submitted after)
+        starting = [pool.submit(_ready) for _ in range(n_workers)]
+        block.fill()
+        for future in starting:
+            future.result()
         pending: deque = deque()
         for chunk in _chunks(tasks, crop_voxels):
             pending.append(pool.submit(_run_chunk, chunk, params, geometry))
