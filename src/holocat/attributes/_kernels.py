@@ -65,26 +65,6 @@ def _mask_pass_x(mask, cum, r, step, out):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, fastmath=True, boundscheck=False)
-def _field_pass_y(src, k, step, out):  # pragma: no cover - compiled
-    """out[z, o, :] = sum_j k_|j| src[z, o * step + j, :] (zero outside), rows vectorised."""
-    nz, ny, nx = src.shape
-    r = k.shape[0] - 1
-    for z in range(nz):
-        for o in range(out.shape[1]):
-            y = o * step
-            for x in range(nx):
-                out[z, o, x] = k[0] * src[z, y, x]
-            for j in range(1, r + 1):
-                w = k[j]
-                if y + j < ny:
-                    for x in range(nx):
-                        out[z, o, x] += w * src[z, y + j, x]
-                if y - j >= 0:
-                    for x in range(nx):
-                        out[z, o, x] += w * src[z, y - j, x]
-
-
-@numba.njit(cache=True, fastmath=True, boundscheck=False)
 def _field_pass_z(src, k, step, out):  # pragma: no cover - compiled
     """out[o] = sum_j k_|j| src[o * step + j] (zero outside), planes vectorised."""
     nz, ny, nx = src.shape
@@ -104,6 +84,15 @@ def _field_pass_z(src, k, step, out):  # pragma: no cover - compiled
                 for y in range(ny):
                     for x in range(nx):
                         out[o, y, x] += w * src[z - j, y, x]
+
+
+@numba.njit(cache=True, fastmath=True, boundscheck=False)
+def _field_pass_y(src, k, step, out):  # pragma: no cover - compiled
+    """out[z, o, :] = sum_j k_|j| src[z, o * step + j, :]: the z pass on each (y, x) plane."""
+    nz, ny, nx = src.shape
+    nyo = out.shape[1]
+    for z in range(nz):
+        _field_pass_z(src[z].reshape((ny, 1, nx)), k, step, out[z].reshape((nyo, 1, nx)))
 
 
 def gaussian_of_mask(
