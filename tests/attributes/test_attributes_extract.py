@@ -146,6 +146,22 @@ def test_process_pool_matches_serial(random_balls, monkeypatch):
         assert set(shm_dir.iterdir()) <= before
 
 
+def test_pool_without_shared_memory_room_computes_in_process(random_balls, monkeypatch, caplog):
+    import importlib
+
+    extract_module = importlib.import_module("holocat.attributes.extract")
+    labels, volume = random_balls
+    serial = particle_attributes(labels, volume, voxel_size_um=0.5, label_ids=[1, 2, 3])
+    monkeypatch.setattr(extract_module, "_MIN_POOL_VOXELS", 0)
+    monkeypatch.setattr(extract_module, "_shared_memory_room", lambda: 1000)  # a full /dev/shm
+    with caplog.at_level("WARNING", logger="holocat.attributes.extract"):
+        pooled = particle_attributes(
+            labels, volume, voxel_size_um=0.5, label_ids=[1, 2, 3], n_workers=2
+        )
+    assert "shared memory" in caplog.text and "computed in-process" in caplog.text
+    pd.testing.assert_frame_equal(pooled, serial, rtol=0, atol=0)
+
+
 def test_sample_mask_excludes_outside_from_pdensity(phantoms):
     labels = phantoms.place_balls((40, 40, 60), [(20, 20, 15), (20, 20, 35)], [8, 8])
     sample = np.zeros(labels.shape, dtype=bool)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -237,7 +238,8 @@ def extract(
         once into shared memory (so the pool holds a second copy of the block for its
         duration), the workers cut their own crops from it, and particles are handed out as
         label and box in chunks of about 2 million crop voxels; less than ~16 million crop
-        voxels in all are computed in-process (the pool's start-up would not pay).
+        voxels in all are computed in-process (the pool's start-up would not pay), and so is
+        everything when /dev/shm has too little room for the block (a warning says so).
     offset_vox : sequence of 3 int, optional
         (z, y, x) index of ``labels[0, 0, 0]`` in the full volume (sub-block calls).
     full_shape : sequence of 3 int, optional
@@ -530,6 +532,20 @@ def _chunks(tasks: Sequence[_Task], crop_voxels: NDArray[np.float64]) -> Iterato
         yield chunk
 
 
+#: Where POSIX shared memory lives on Linux, and the margin asked of its free space.
+_SHM_DIR = "/dev/shm"
+_SHM_HEADROOM = 1.1
+
+
+def _shared_memory_room() -> int | None:
+    """Free bytes of the shared-memory file system, or None where it cannot be told."""
+    try:
+        st = os.statvfs(_SHM_DIR)
+    except (OSError, AttributeError):  # no /dev/shm (macOS), no statvfs (Windows)
+        return None
+    return int(st.f_bavail) * int(st.f_frsize)
+
+
 class _SharedBlock:
     """One shared-memory segment laid out for the given arrays; :meth:`fill` copies them in.
 
@@ -601,13 +617,29 @@ def _run_tasks(
             logger.info("particle attributes: %d / %d done", len(rows), n_total)
 
     total_voxels = float(np.sum(crop_voxels))
-    if n_workers == 1 or n_total <= 1 or total_voxels < _MIN_POOL_VOXELS:
-        if n_workers > 1:
-            logger.info(
-                "particle attributes: %.3g crop voxels, below %.3g: computed in-process",
-                total_voxels,
-                _MIN_POOL_VOXELS,
+    in_process = n_workers == 1 or n_total <= 1 or total_voxels < _MIN_POOL_VOXELS
+    if n_workers > 1 and not in_process:
+        need = lab.nbytes + vol.nbytes
+        room = _shared_memory_room()
+        if room is not None and room < _SHM_HEADROOM * need:
+            # writing past a full /dev/shm (e.g. Docker's default 64 MB) is a SIGBUS, not an
+            # exception: do not try
+            logger.warning(
+                "particle attributes: the pool needs %.3g GB of shared memory for the block, "
+                "%s has %.3g GB free: computed in-process (enlarge /dev/shm to use %d workers)",
+                need / 1e9,
+                _SHM_DIR,
+                room / 1e9,
+                n_workers,
             )
+            in_process = True
+    elif n_workers > 1:
+        logger.info(
+            "particle attributes: %.3g crop voxels, below %.3g: computed in-process",
+            total_voxels,
+            _MIN_POOL_VOXELS,
+        )
+    if in_process:
         for task in tasks:
             rows.append(_local_row(lab, vol, task, geometry, params))
             progress()
