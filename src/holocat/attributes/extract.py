@@ -514,7 +514,8 @@ def _run_chunk(
     chunk: list[_Task], params: LocalParams, geometry: _CropGeometry
 ) -> list[dict[str, Any]]:
     """Worker entry: crop each particle of the chunk from the shared block and compute it."""
-    assert _SHARED is not None, "worker not attached to the shared block"
+    if _SHARED is None:
+        raise RuntimeError("particle attributes worker: not attached to the shared block")
     _, lab, vol = _SHARED
     return [_local_row(lab, vol, task, geometry, params) for task in chunk]
 
