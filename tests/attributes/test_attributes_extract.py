@@ -146,20 +146,35 @@ def test_process_pool_matches_serial(random_balls, monkeypatch):
         assert set(shm_dir.iterdir()) <= before
 
 
-def test_pool_without_shared_memory_room_computes_in_process(random_balls, monkeypatch, caplog):
+@pytest.mark.parametrize(
+    ("full", "message"),
+    [("_shared_memory_room", "/dev/shm"), ("_memory_room", "give the job more memory")],
+)
+def test_pool_without_room_for_the_block_computes_in_process(
+    random_balls, monkeypatch, caplog, full, message
+):
     import importlib
 
     extract_module = importlib.import_module("holocat.attributes.extract")
     labels, volume = random_balls
     serial = particle_attributes(labels, volume, voxel_size_um=0.5, label_ids=[1, 2, 3])
     monkeypatch.setattr(extract_module, "_MIN_POOL_VOXELS", 0)
-    monkeypatch.setattr(extract_module, "_shared_memory_room", lambda: 1000)  # a full /dev/shm
+    monkeypatch.setattr(extract_module, full, lambda: 1000)  # a full /dev/shm or memory limit
     with caplog.at_level("WARNING", logger="holocat.attributes.extract"):
         pooled = particle_attributes(
             labels, volume, voxel_size_um=0.5, label_ids=[1, 2, 3], n_workers=2
         )
-    assert "shared memory" in caplog.text and "computed in-process" in caplog.text
+    assert message in caplog.text and "computed in-process" in caplog.text
     pd.testing.assert_frame_equal(pooled, serial, rtol=0, atol=0)
+
+
+def test_memory_room_reads_this_machine():
+    import importlib
+
+    extract_module = importlib.import_module("holocat.attributes.extract")
+    room = extract_module._memory_room()
+    if Path("/proc/meminfo").exists():
+        assert room is not None and room < 2**60
 
 
 def test_sample_mask_excludes_outside_from_pdensity(phantoms):

@@ -239,7 +239,8 @@ def extract(
         duration), the workers cut their own crops from it, and particles are handed out as
         label and box in chunks of about 2 million crop voxels; less than ~16 million crop
         voxels in all are computed in-process (the pool's start-up would not pay), and so is
-        everything when /dev/shm has too little room for the block (a warning says so).
+        everything when /dev/shm or the memory left under the job's limit (cgroup, e.g. a SLURM
+        job) has too little room for the copy (a warning says so).
     offset_vox : sequence of 3 int, optional
         (z, y, x) index of ``labels[0, 0, 0]`` in the full volume (sub-block calls).
     full_shape : sequence of 3 int, optional
@@ -547,6 +548,48 @@ def _shared_memory_room() -> int | None:
     return int(st.f_bavail) * int(st.f_frsize)
 
 
+def _memory_room() -> int | None:
+    """Bytes this process may still allocate: the smaller of the machine's available memory
+    and the room under its cgroup's limit (SLURM and containers charge shared memory there);
+    None where neither can be read."""
+    rooms = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    rooms.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/proc/self/cgroup") as f:
+            entries = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        entries = []
+    for _, controllers, path in (e for e in entries if len(e) == 3):
+        if controllers == "":  # cgroup v2
+            files = [("/sys/fs/cgroup" + path.rstrip("/"), "memory.max", "memory.current")]
+        elif "memory" in controllers.split(","):  # cgroup v1 (inside a container: its root)
+            files = [
+                (base, "memory.limit_in_bytes", "memory.usage_in_bytes")
+                for base in ("/sys/fs/cgroup/memory" + path.rstrip("/"), "/sys/fs/cgroup/memory")
+            ]
+        else:
+            continue
+        for base, limit_name, usage_name in files:
+            try:
+                with open(os.path.join(base, limit_name)) as f:
+                    limit = f.read().strip()
+                with open(os.path.join(base, usage_name)) as f:
+                    usage = int(f.read().strip())
+            except (OSError, ValueError):
+                continue
+            if limit != "max" and int(limit) < 2**60:  # "max" / ~2^63: no limit
+                rooms.append(int(limit) - usage)
+            break
+    return min(rooms) if rooms else None
+
+
 class _SharedBlock:
     """One shared-memory segment laid out for the given arrays; :meth:`fill` copies them in.
 
@@ -621,19 +664,25 @@ def _run_tasks(
     in_process = n_workers == 1 or n_total <= 1 or total_voxels < _MIN_POOL_VOXELS
     if n_workers > 1 and not in_process:
         need = lab.nbytes + vol.nbytes
-        room = _shared_memory_room()
-        if room is not None and room < _SHM_HEADROOM * need:
-            # writing past a full /dev/shm (e.g. Docker's default 64 MB) is a SIGBUS, not an
-            # exception: do not try
-            logger.warning(
-                "particle attributes: the pool needs %.3g GB of shared memory for the block, "
-                "%s has %.3g GB free: computed in-process (enlarge /dev/shm to use %d workers)",
-                need / 1e9,
-                _SHM_DIR,
-                room / 1e9,
-                n_workers,
-            )
-            in_process = True
+        for room, where, remedy in (
+            (_shared_memory_room(), _SHM_DIR, "enlarge /dev/shm"),
+            (_memory_room(), "memory (the job's limit or the machine)", "give the job more memory"),
+        ):
+            if room is not None and room < _SHM_HEADROOM * need:
+                # writing past a full /dev/shm (e.g. Docker's default 64 MB) is a SIGBUS, past
+                # the job's memory limit an OOM kill: neither is an exception, so do not try
+                logger.warning(
+                    "particle attributes: the pool needs %.3g GB of shared memory for a copy "
+                    "of the block, %s has %.3g GB free: computed in-process (%s to use %d "
+                    "workers)",
+                    need / 1e9,
+                    where,
+                    room / 1e9,
+                    remedy,
+                    n_workers,
+                )
+                in_process = True
+                break
     elif n_workers > 1:
         logger.info(
             "particle attributes: %.3g crop voxels, below %.3g: computed in-process",
