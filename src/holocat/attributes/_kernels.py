@@ -1,9 +1,12 @@
-"""Compiled (numba) kernels of the per-particle morphology: Gaussian of a mask, ball morphology.
+"""Compiled (numba) kernels of the particle attributes.
 
-Both are exact replacements of the array formulations they speed up (tests compare them with
-``scipy.ndimage.gaussian_filter1d`` and the EDT thresholds), written for one particle's crop
-on one core: the per-particle pool, not threads, is the parallelism. Compiled on first use and
-cached on disk (``cache=True``), so forked workers and later runs load the machine code.
+Gaussians of masks, Euclidean-ball morphology, hole filling, triangle areas, the intact-level
+window mean, block counts and crop codes. Each is an exact replacement of the array formulation
+it speeds up (tests compare them with ``scipy.ndimage.gaussian_filter1d``, EDT thresholds,
+``binary_fill_holes``, numpy's cross products, padded block sums and ``np.where``), written for
+one particle's crop on one core: the per-particle pool, not threads, is the parallelism.
+Compiled on first use (about 7 s) and cached on disk (``cache=True``) next to this module, or
+in numba's user cache where that is read-only, so later runs and workers load the machine code.
 """
 
 from __future__ import annotations
