@@ -647,8 +647,7 @@ def _run_tasks(
     """Evaluate the tasks in order, in-process or in a bounded process pool (``n_workers > 1``).
 
     Pool workers map the block from one shared-memory copy and cut their own crops, so the
-    parent only sends labels and boxes: its work does not grow with the crops' size and the
-    pool scales with the cores.
+    parent only sends labels and boxes: its work after the copy does not grow with the crops.
     """
     rows: list[dict[str, Any]] = []
     n_total = len(tasks)
