@@ -263,9 +263,10 @@ def main() -> None:
         )
     )
     labels, volume = e.labels, e.delta
-    counts = np.bincount(labels.ravel())[1:]
-    first_label = int(np.flatnonzero(counts)[0]) + 1
-    counts = counts[counts > 0]
+    per_label = np.bincount(labels.ravel())  # voxels per label, 0 = background
+    present = np.flatnonzero(per_label[1:]) + 1  # the labels in the volume
+    first_label = int(present[0])
+    counts = per_label[present]
     n_part = int(counts.size)
     vpp = float(counts.mean())
     res["volume"] = {
@@ -309,8 +310,8 @@ def main() -> None:
         sec["extract_n_workers_2"] = t2
     # the fixed cost (input checks, find_objects, pool start-up) apart from the marginal cost
     # per particle: the same runs on every second particle
-    half_ids = np.flatnonzero(np.bincount(labels.ravel()))[1:][::2]
-    half_voxels = float(np.bincount(labels.ravel())[half_ids].sum())
+    half_ids = present[::2]
+    half_voxels = float(per_label[half_ids].sum())
     marginal: dict = {}
     for key, workers in (("extract_n_workers_1", 1), ("extract_n_workers_2", 2)):
         if key not in sec:
