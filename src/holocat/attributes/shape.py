@@ -25,11 +25,11 @@ from scipy import ndimage as ndi
 from holocat.attributes._kernels import TRUNCATE as _TRUNCATE
 from holocat.attributes._kernels import (
     ball_morphology,
+    fill_holes,
     gaussian_of_mask,
     triangle_areas,
     window_mean,
 )
-from holocat.attributes._kernels import fill_holes as _fill_holes_kernel
 
 logger = logging.getLogger(__name__)
 
@@ -123,22 +123,6 @@ def close_and_fill(solid: NDArray[np.bool_], radius_vox: float) -> NDArray[np.bo
     if radius_vox >= 1.0:
         closed = erode_ball(dilate_ball(solid, radius_vox), radius_vox) | solid
     return fill_holes(closed)
-
-
-def fill_holes(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """3D hole filling: everything not 6-connected to the faces of the mask's bounding box + 1.
-
-    Same result as ``scipy.ndimage.binary_fill_holes``, by a flood fill of the background from
-    the faces of the mask's bounding box grown by one voxel (clipped to the array).
-    """
-    box = _bbox(mask)
-    if box is None:
-        return mask.copy()
-    lo = np.maximum(box[0] - 1, 0)
-    hi = np.minimum(box[1] + 1, mask.shape)
-    out = mask.copy()
-    out[_box(lo, hi)] = _fill_holes_kernel(mask[_box(lo, hi)])
-    return out
 
 
 def inner_boundary(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
