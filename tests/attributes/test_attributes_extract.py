@@ -59,6 +59,18 @@ def test_edensity_is_the_exact_mean_of_a_varying_field(random_balls):
             assert row.Homogeneity == pytest.approx(1.0 / values.std(), rel=1e-12)
 
 
+def test_non_native_byte_order_and_narrow_dtypes_give_the_same_table(random_balls):
+    labels, volume = random_balls
+    t = particle_attributes(labels, volume.astype(np.float32), voxel_size_um=0.5)
+    big_endian = labels.astype(labels.dtype.newbyteorder(">"))
+    t2 = particle_attributes(big_endian, volume.astype(">f4"), voxel_size_um=0.5)
+    pd.testing.assert_frame_equal(t, t2)
+    with pytest.raises(ValueError, match="volume: expected finite"):
+        bad = volume.astype(np.float16)
+        bad[3, 4, 5] = np.inf
+        particle_attributes(labels, bad, voxel_size_um=0.5)
+
+
 def _slab_owner_ids(labels: np.ndarray, z0: int, z1: int) -> list[int]:
     """Labels whose lowest voxel lies in [z0, z1): exactly one slab owns each particle."""
     from scipy import ndimage as ndi

@@ -132,3 +132,32 @@ def test_code_labels_marks_self_and_others_in_a_view(dtype):
     expected = np.where(labels[:, ::-1] == 3, 1, np.where(labels[:, ::-1] != 0, 2, 0))
     np.testing.assert_array_equal(codes[1:7, 1:8, 1:9], expected)
     assert np.all(codes[0] == 9)  # outside the view: untouched
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.uint32, np.int64, ">i4"])
+def test_label_boxes_and_range_equal_find_objects(dtype):
+    from holocat.attributes._kernels import label_boxes, label_range
+
+    rng = np.random.default_rng(7)
+    lab = np.zeros((23, 31, 70), dtype=np.int64)
+    for label in (1, 2, 3, 5, 9):  # 4, 6, 7, 8 absent
+        z, y, x = (rng.integers(0, n, 40) for n in lab.shape)
+        lab[z, y, x] = label
+    lab[0, 0, 0] = lab[-1, -1, -1] = 9  # the array's first and last voxels
+    lab[11, 4, :] = 2  # a full row
+    lab = lab.astype(dtype)
+    for arr in (lab, lab[:, 3:, ::2]):  # and a strided view
+        assert label_range(arr) == (int(arr.min()), int(arr.max()))
+        assert label_boxes(arr, 9) == ndi.find_objects(arr, 9)
+        assert label_boxes(arr, 11)[9:] == [None, None]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_count_nonfinite_counts_nan_and_inf(dtype):
+    from holocat.attributes._kernels import count_nonfinite
+
+    vol = np.zeros((5, 6, 7), dtype=dtype)
+    assert count_nonfinite(vol) == 0
+    vol[0, 0, 0], vol[4, 5, 6], vol[2, 3, 1] = np.nan, np.inf, -np.inf
+    assert count_nonfinite(vol) == 3
+    assert count_nonfinite(vol[:, :, 1:]) == 2

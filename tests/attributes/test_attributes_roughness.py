@@ -155,14 +155,14 @@ def test_roughness_does_not_depend_on_the_crop_padding(phantoms):
 def test_inverse_half_difference_recovers_the_width():
     from scipy.special import ndtr
 
-    from holocat.attributes.shape import _inverse_half_difference
+    from holocat.attributes._kernels import inverse_half_difference
 
     rng = np.random.default_rng(3)
     u = rng.uniform(-5.3, 5.3, 20_000)
     h = rng.uniform(0.05, 3.9, 20_000)
     g = 0.5 * (ndtr(u + h) - ndtr(u - h))
     keep = g > 1e-9  # h is undetermined where the difference underflows
-    got = _inverse_half_difference(u[keep], g[keep], 4.0)
+    got = inverse_half_difference(u[keep], g[keep], 4.0)
     np.testing.assert_allclose(got, h[keep], atol=1e-8)
     # a difference at or above the one at h_max gives h_max
-    assert _inverse_half_difference(np.array([0.0]), np.array([0.49999]), 4.0)[0] == 4.0
+    assert inverse_half_difference(np.array([0.0]), np.array([0.49999]), 4.0)[0] == 4.0

@@ -17,6 +17,7 @@ from functools import lru_cache
 import numba
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage as ndi
 
 #: Gaussian truncation (sigmas), as scipy's default.
 TRUNCATE = 4.0
@@ -373,6 +374,106 @@ def triangle_areas(
 
 
 # --------------------------------------------------------------------------------------------
+# roughness: distance to the iso-surface of a smoothed mask
+# --------------------------------------------------------------------------------------------
+
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+@numba.njit(cache=True)
+def _ndtr(x):  # pragma: no cover - compiled
+    """Standard normal CDF (accurate in the left tail through erfc)."""
+    return 0.5 * math.erfc(-x * _INV_SQRT2)
+
+
+@numba.njit(cache=True)
+def _solve_half_difference(u, g, h_max):  # pragma: no cover - compiled
+    """h in [0, h_max] with (Phi(u + h) - Phi(u - h)) / 2 = g; h_max when g reaches F(h_max).
+
+    Evaluated at -|u| (the equation is symmetric in u) so Phi's differences keep their
+    precision. Newton from the small-h start ``g / phi(u)`` (F(h) = h phi(u) + O(h^3)), kept in
+    the bracket [lo, hi] that every evaluation narrows (a step leaving it bisects it), until h
+    moves by at most 1e-9 h_max.
+    """
+    u = -abs(u)
+    if 0.5 * (_ndtr(u + h_max) - _ndtr(u - h_max)) <= g:
+        return h_max
+    lo = 0.0
+    hi = h_max
+    h = g / (_INV_SQRT2PI * math.exp(-0.5 * u * u))
+    if not (0.0 < h < h_max):
+        h = 0.5 * h_max
+    for _ in range(200):
+        f = 0.5 * (_ndtr(u + h) - _ndtr(u - h)) - g
+        if f < 0.0:
+            lo = h
+        elif f > 0.0:
+            hi = h
+        else:
+            return h
+        slope = 0.5 * _INV_SQRT2PI * (math.exp(-0.5 * (u + h) ** 2) + math.exp(-0.5 * (u - h) ** 2))
+        step = h - f / slope if slope > 0.0 else 0.5 * (lo + hi)
+        if not (lo < step < hi):
+            step = 0.5 * (lo + hi)
+        if abs(step - h) <= 1e-9 * h_max:
+            return step
+        h = step
+    return h
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _inverse_half_differences(u, g, h_max, out):  # pragma: no cover - compiled
+    for i in range(u.size):
+        out[i] = _solve_half_difference(u[i], g[i], h_max)
+
+
+def inverse_half_difference(
+    u: NDArray[np.float64], g: NDArray[np.float64], h_max: float
+) -> NDArray[np.float64]:
+    """h in [0, h_max] with ``(Phi(u + h) - Phi(u - h)) / 2 = g`` per element (increasing in h);
+    g at or above the value at h_max gives h_max. Safeguarded Newton, |error| < 1e-9 h_max."""
+    u = np.ascontiguousarray(u, dtype=np.float64).ravel()
+    g = np.ascontiguousarray(g, dtype=np.float64).ravel()
+    out = np.empty_like(u)
+    _inverse_half_differences(u, g, float(h_max), out)
+    return out
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _iso_distances(field, zs, ys, xs, u, g_max, h_max, cap, out):  # pragma: no cover - compiled
+    for i in range(zs.size):
+        z = zs[i]
+        y = ys[i]
+        x = xs[i]
+        gz = 0.5 * (np.float64(field[z + 1, y, x]) - field[z - 1, y, x])
+        gy = 0.5 * (np.float64(field[z, y + 1, x]) - field[z, y - 1, x])
+        gx = 0.5 * (np.float64(field[z, y, x + 1]) - field[z, y, x - 1])
+        g = min(math.sqrt(gz * gz + gy * gy + gx * gx), g_max)
+        h = _solve_half_difference(u[i], g, h_max)
+        width = 1.0 / max(h, 1e-300) if h * cap > 1.0 else cap
+        out[i] = width * u[i]
+
+
+def iso_distances(
+    field: NDArray[np.floating],
+    points: tuple[NDArray[np.intp], ...],
+    u: NDArray[np.float64],
+    g_max: float,
+    h_max: float,
+    cap: float,
+) -> NDArray[np.float64]:
+    """``w u`` per point, w = 1 / h (at most ``cap``) with h solving the half difference of the
+    profile ``Phi(u)`` for the magnitude g (at most ``g_max``) of the field's central
+    differences at the point (:func:`holocat.attributes.shape.iso_distance`)."""
+    zs, ys, xs = (np.ascontiguousarray(p, dtype=np.int64) for p in points)
+    u = np.ascontiguousarray(u, dtype=np.float64)
+    out = np.empty(u.size, dtype=np.float64)
+    _iso_distances(field, zs, ys, xs, u, float(g_max), float(h_max), float(cap), out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # damage
 # --------------------------------------------------------------------------------------------
 
@@ -430,6 +531,94 @@ def block_counts(arr: NDArray, k: int) -> NDArray[np.int64]:
     out = np.zeros(tuple(-(-n // k) for n in arr.shape), dtype=np.int64)
     _count_nonzero_blocks(arr, int(k), out)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# whole-block passes of the input checks
+# --------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _count_nonfinite(vol):  # pragma: no cover - compiled
+    nz, ny, nx = vol.shape
+    n = 0
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                n += not math.isfinite(vol[z, y, x])
+    return n
+
+
+def count_nonfinite(vol: NDArray[np.floating]) -> int:
+    """NaN and infinite voxels of a 3D float array (one pass, no temporaries)."""
+    if vol.dtype not in (np.float32, np.float64) or not vol.dtype.isnative:
+        return int(np.count_nonzero(~np.isfinite(vol)))
+    return int(_count_nonfinite(vol))
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _label_range(lab):  # pragma: no cover - compiled
+    lo = lab[0, 0, 0]
+    hi = lo
+    nz, ny, nx = lab.shape
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                v = lab[z, y, x]
+                if v < lo:
+                    lo = v
+                elif v > hi:
+                    hi = v
+    return lo, hi
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _label_boxes(lab, boxes):  # pragma: no cover - compiled
+    """boxes[l - 1] = (z0, y0, x0, z1, y1, x1) of label l, half-open; z0 = -1 if absent."""
+    nz, ny, nx = lab.shape
+    for z in range(nz):
+        for y in range(ny):
+            x = 0
+            while x < nx:
+                v = lab[z, y, x]
+                if v <= 0:
+                    x += 1
+                    continue
+                start = x
+                while x < nx and lab[z, y, x] == v:
+                    x += 1
+                b = boxes[v - 1]
+                if b[0] < 0:
+                    b[0], b[1], b[2] = z, y, start
+                    b[3], b[4], b[5] = z + 1, y + 1, x
+                else:
+                    b[1] = min(b[1], y)
+                    b[2] = min(b[2], start)
+                    b[3] = z + 1
+                    b[4] = max(b[4], y + 1)
+                    b[5] = max(b[5], x)
+
+
+def label_range(lab: NDArray[np.integer]) -> tuple[int, int]:
+    """(min, max) of a non-empty 3D integer array in one pass."""
+    if not lab.dtype.isnative:
+        return int(lab.min()), int(lab.max())
+    lo, hi = _label_range(lab)
+    return int(lo), int(hi)
+
+
+def label_boxes(lab: NDArray[np.integer], max_label: int) -> list[tuple[slice, ...] | None]:
+    """``scipy.ndimage.find_objects(lab, max_label)``: the bounding box (slices) of every label
+    1..max_label, None where absent, in one pass over the runs of equal labels along x. Labels
+    must lie in [0, max_label]."""
+    if not lab.dtype.isnative:
+        return list(ndi.find_objects(lab, max_label))
+    boxes = np.full((max_label, 6), -1, dtype=np.int64)
+    _label_boxes(lab, boxes)
+    return [
+        None if b[0] < 0 else (slice(b[0], b[3]), slice(b[1], b[4]), slice(b[2], b[5]))
+        for b in boxes.tolist()
+    ]
 
 
 # --------------------------------------------------------------------------------------------

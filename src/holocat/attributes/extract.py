@@ -28,9 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy import ndimage as ndi
 
-from holocat.attributes._kernels import code_labels
+from holocat.attributes._kernels import code_labels, count_nonfinite, label_boxes, label_range
 from holocat.attributes.definitions import (
     COLUMNS,
     LOCAL_COLUMNS,
@@ -784,6 +783,8 @@ def _check_inputs(
         )
     if lab.ndim != 3:
         raise ValueError(f"labels: expected shape (nz, ny, nx); got shape {lab.shape}")
+    if not lab.dtype.isnative:  # e.g. big-endian from a file: the compiled kernels need native
+        lab = lab.astype(lab.dtype.newbyteorder("="))
     vol = np.asarray(volume)
     if vol.dtype == np.bool_ or not (
         np.issubdtype(vol.dtype, np.floating) or np.issubdtype(vol.dtype, np.integer)
@@ -793,13 +794,13 @@ def _check_inputs(
         raise ValueError(
             f"volume: expected the labels' shape (nz, ny, nx) = {lab.shape}; got {vol.shape}"
         )
-    if np.issubdtype(vol.dtype, np.floating):
-        n_bad = int(np.count_nonzero(~np.isfinite(vol)))
+    if np.issubdtype(vol.dtype, np.floating) and vol.size:
+        n_bad = count_nonfinite(vol)
         if n_bad:
             raise ValueError(f"volume: expected finite values; got {n_bad} NaN/inf voxel(s)")
-    if np.issubdtype(lab.dtype, np.signedinteger) and lab.size and lab.min() < 0:
-        raise ValueError(f"labels: expected labels >= 0; got minimum {int(lab.min())}")
-    max_label = int(lab.max()) if lab.size else 0
+    min_label, max_label = label_range(lab) if lab.size else (0, 0)
+    if min_label < 0:
+        raise ValueError(f"labels: expected labels >= 0; got minimum {min_label}")
     if max_label == 0:
         raise ValueError("labels: no particles (every voxel is 0 = background)")
 
@@ -846,7 +847,7 @@ def _check_inputs(
     sub_block = any(offset) or tuple(full) != lab.shape
 
     if label_ids is None:
-        slices = ndi.find_objects(lab)
+        slices = label_boxes(lab, max_label)
         ids = [i + 1 for i, sl in enumerate(slices) if sl is not None]
     else:
         try:
@@ -855,7 +856,7 @@ def _check_inputs(
             raise TypeError(f"label_ids: expected an iterable of ints; got {label_ids!r}") from None
         if not ids:
             raise ValueError("label_ids: expected at least one label; got none")
-        slices = ndi.find_objects(lab)
+        slices = label_boxes(lab, max_label)
         bad = [i for i in ids if i <= 0 or i > max_label or slices[i - 1] is None]
         if bad:
             raise ValueError(f"label_ids: label(s) {sorted(bad)[:10]} not present in labels")

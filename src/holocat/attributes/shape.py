@@ -27,6 +27,7 @@ from holocat.attributes._kernels import (
     ball_morphology,
     fill_holes,
     gaussian_of_mask,
+    iso_distances,
     triangle_areas,
     window_mean,
 )
@@ -290,48 +291,6 @@ def inner_area(
     return iso_area(s_field, mask=near) - iso_area(f_field, mask=near)
 
 
-def _inverse_half_difference(
-    u: NDArray[np.float64], g: NDArray[np.float64], h_max: float
-) -> NDArray[np.float64]:
-    """h in [0, h_max] with (Phi(u + h) - Phi(u - h)) / 2 = g (increasing in h).
-
-    Five halvings of [0, h_max] bracket h to h_max / 32, then safeguarded Newton steps (a step
-    that leaves the bracket bisects it) on the points not yet converged, until no h moves by
-    more than 1e-9 h_max (2-4 steps for most points, at most 7 in tests). Evaluated at -|u|
-    (the equation is symmetric in u) so that Phi's differences keep their precision. g at or
-    above the value at h_max gives h_max.
-    """
-    from scipy.special import ndtr
-
-    u = -np.abs(u)
-    capped = 0.5 * (ndtr(u + h_max) - ndtr(u - h_max)) <= g
-    lo = np.where(capped, h_max, 0.0)
-    hi = np.full_like(g, h_max)
-    for _ in range(5):
-        mid = 0.5 * (lo + hi)
-        above = 0.5 * (ndtr(u + mid) - ndtr(u - mid)) > g
-        hi = np.where(above, mid, hi)
-        lo = np.where(above, lo, mid)
-    h = 0.5 * (lo + hi)
-    scale = 0.5 / math.sqrt(2.0 * math.pi)
-    active = np.flatnonzero(~capped)
-    for _ in range(60):
-        if active.size == 0:
-            break
-        ua, ga, ha, la, hia = u[active], g[active], h[active], lo[active], hi[active]
-        f = 0.5 * (ndtr(ua + ha) - ndtr(ua - ha)) - ga
-        la = np.where(f < 0.0, ha, la)
-        hia = np.where(f > 0.0, ha, hia)
-        slope = scale * (np.exp(-0.5 * (ua + ha) ** 2) + np.exp(-0.5 * (ua - ha) ** 2))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = ha - f / slope
-        step = np.where((step >= la) & (step <= hia), step, 0.5 * (la + hia))
-        step = np.where(f == 0.0, ha, step)
-        h[active], lo[active], hi[active] = step, la, hia
-        active = active[np.abs(step - ha) > 1e-9 * h_max]
-    return np.where(capped, h_max, h)
-
-
 def iso_distance(
     field: NDArray[np.float32], points: tuple[NDArray[np.intp], ...], sigma_vox: float
 ) -> NDArray[np.float64]:
@@ -352,20 +311,9 @@ def iso_distance(
     from scipy.special import ndtri
 
     z, y, x = points
-    f = field[z, y, x].astype(np.float64)
-    u = ndtri(np.clip(f, 1e-7, 1.0 - 1e-7))
-    g2 = np.zeros_like(u)
-    for plus, minus in (
-        (field[z + 1, y, x], field[z - 1, y, x]),
-        (field[z, y + 1, x], field[z, y - 1, x]),
-        (field[z, y, x + 1], field[z, y, x - 1]),
-    ):
-        g2 += (0.5 * (plus.astype(np.float64) - minus)) ** 2
-    cap = _MAX_WIDTH_SIGMAS * sigma_vox
+    u = ndtri(np.clip(field[z, y, x].astype(np.float64), 1e-7, 1.0 - 1e-7))
     # h = 1 / w; w >= 0.25 voxel covers every Gaussian of sigma >= 0.5
-    h = _inverse_half_difference(u, np.minimum(np.sqrt(g2), 0.5 - 1e-12), 4.0)
-    width = np.where(h * cap > 1.0, 1.0 / np.maximum(h, 1e-300), cap)
-    return width * u
+    return iso_distances(field, points, u, 0.5 - 1e-12, 4.0, _MAX_WIDTH_SIGMAS * sigma_vox)
 
 
 def centred_rms(values: NDArray[np.float64]) -> float:
