@@ -137,9 +137,13 @@ def test_truncated_particle_in_a_block_is_reported(phantoms, caplog):
     assert "may be truncated" in caplog.text
 
 
-def test_process_pool_matches_serial(random_balls, monkeypatch):
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_process_pool_matches_serial(random_balls, monkeypatch, method):
     import importlib
+    import multiprocessing
 
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} start method on this platform")
     # the package re-exports the function ``extract``, which shadows the module's name
     extract_module = importlib.import_module("holocat.attributes.extract")
     labels, volume = random_balls
@@ -147,15 +151,42 @@ def test_process_pool_matches_serial(random_balls, monkeypatch):
     # one particle per chunk: the chunks come back in order from both workers
     monkeypatch.setattr(extract_module, "_CHUNK_VOXELS", 1)
     monkeypatch.setattr(extract_module, "_MIN_POOL_VOXELS", 0)
+    monkeypatch.setattr(extract_module, "_pool_start_method", lambda: method)
     shm_dir = Path("/dev/shm")
     before = set(shm_dir.iterdir()) if shm_dir.is_dir() else set()
     pooled = particle_attributes(
         labels, volume, voxel_size_um=0.5, label_ids=[1, 2, 3, 4, 5], n_workers=2
     )
     pd.testing.assert_frame_equal(pooled, serial, rtol=0, atol=0)
-    # the workers cut their crops from one shared-memory copy of the block, unlinked after
+    # forked workers inherit the block; a fork server's map one shared-memory copy, unlinked
     if shm_dir.is_dir():
         assert set(shm_dir.iterdir()) <= before
+
+
+@pytest.mark.parametrize(("thread_name", "forks"), [("zarr_io", True), ("loader", False)])
+def test_pool_forks_only_beside_zarr_threads(thread_name, forks):
+    import importlib
+    import sys
+    import threading
+
+    extract_module = importlib.import_module("holocat.attributes.extract")
+    main = threading.main_thread()
+    known = all(
+        t is main or t.name.startswith(extract_module._FORK_SAFE_THREADS)
+        for t in threading.enumerate()
+    )
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, name=thread_name)
+    other.start()
+    try:
+        method = extract_module._pool_start_method()
+    finally:
+        release.set()
+        other.join()
+    if not forks:
+        assert method != "fork"  # a thread that could hold a lock the child needs
+    elif known and sys.platform.startswith("linux"):
+        assert method == "fork"
 
 
 @pytest.mark.parametrize(
@@ -171,6 +202,7 @@ def test_pool_without_room_for_the_block_computes_in_process(
     labels, volume = random_balls
     serial = particle_attributes(labels, volume, voxel_size_um=0.5, label_ids=[1, 2, 3])
     monkeypatch.setattr(extract_module, "_MIN_POOL_VOXELS", 0)
+    monkeypatch.setattr(extract_module, "_pool_start_method", lambda: "forkserver")
     monkeypatch.setattr(extract_module, full, lambda: 1000)  # a full /dev/shm or memory limit
     with caplog.at_level("WARNING", logger="holocat.attributes.extract"):
         pooled = particle_attributes(

@@ -77,23 +77,6 @@ def test_fill_holes_equals_scipy(seed):
     np.testing.assert_array_equal(fill_holes(shell), ndi.binary_fill_holes(shell))
 
 
-def test_triangle_areas_and_cubes_match_the_numpy_formulas():
-    from skimage.measure import marching_cubes
-
-    from holocat.attributes._kernels import triangle_areas
-
-    z, y, x = np.ogrid[:20, :22, :24]
-    field = np.exp(-((z - 9.3) ** 2 + (y - 10.1) ** 2 + (x - 12.7) ** 2) / 40.0).astype(np.float32)
-    for spacing in (1.0, 2.0):
-        verts, faces, _, _ = marching_cubes(field, 0.5, spacing=(spacing,) * 3)
-        areas, corners = triangle_areas(verts, faces, spacing)
-        tri = verts[faces].astype(np.float64)
-        cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        np.testing.assert_allclose(areas, 0.5 * np.linalg.norm(cross, axis=1), rtol=1e-12)
-        expected = np.floor(tri.min(axis=1) / spacing + 1e-4).astype(np.int64) + 1
-        np.testing.assert_array_equal(corners, expected)
-
-
 def test_window_mean_is_the_fixed_point_of_the_window():
     from holocat.attributes._kernels import window_mean
 

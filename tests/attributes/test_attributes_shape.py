@@ -46,17 +46,19 @@ def test_ball_matches_analytic(phantoms, radius_vox):
     assert row.RoughOuter < 0.27 * s
 
 
-@pytest.mark.parametrize(("radius_vox", "step"), [(26, 2), (38, 3)])
-def test_large_ball_area_on_coarser_marching_cubes_samples(phantoms, radius_vox, step):
-    # r_eq >= 24 voxels: every 2nd sample of the smoothed field, >= 36: every 3rd; the area
-    # stays within 0.5 % of the ball's (and of the full-resolution mesh, SCIENCE.md §5)
-    from holocat.attributes.shape import iso_area, outer_area, smoothed
+@pytest.mark.parametrize("radius_vox", [26, 38])
+def test_large_ball_area_is_the_marching_cubes_area(phantoms, radius_vox):
+    # the meshless cube-by-cube sum equals skimage's mesh area, and both the ball's to 0.5 %
+    from skimage.measure import marching_cubes, mesh_surface_area
+
+    from holocat.attributes.shape import smoothed, surface_areas
 
     mask = np.pad(phantoms.ball(2 * radius_vox + 3, radius_vox), 2)
-    area = outer_area(mask, 1.0, int(mask.sum()))
+    area, inner = surface_areas(mask, np.zeros_like(mask), 1.0)
+    assert inner == 0.0
     assert abs(area / (4.0 * math.pi * radius_vox**2) - 1) <= 0.005
-    assert area == pytest.approx(iso_area(smoothed(mask, 1.0)), rel=0.005)
-    assert int(((3.0 * mask.sum() / (4.0 * math.pi)) ** (1 / 3)) // 12) == step
+    verts, faces, _, _ = marching_cubes(smoothed(mask, 1.0), 0.5, allow_degenerate=True)
+    assert area == pytest.approx(mesh_surface_area(verts, faces), rel=5e-5)
 
 
 @pytest.mark.parametrize(("yaw", "pitch"), [(30.0, 0.0), (120.0, -35.0)])

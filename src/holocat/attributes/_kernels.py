@@ -1,12 +1,13 @@
 """Compiled (numba) kernels of the particle attributes.
 
-Gaussians of masks, Euclidean-ball morphology, hole filling, triangle areas, the intact-level
-window mean, block counts and crop codes. Each is an exact replacement of the array formulation
-it speeds up (tests compare them with ``scipy.ndimage.gaussian_filter1d``, EDT thresholds,
-``binary_fill_holes``, numpy's cross products, padded block sums and ``np.where``), written for
-one particle's crop on one core: the per-particle pool, not threads, is the parallelism.
-Compiled on first use (about 7 s) and cached on disk (``cache=True``) next to this module, or
-in numba's user cache where that is read-only, so later runs and workers load the machine code.
+Gaussians of masks, Euclidean-ball morphology, hole filling, the roughness width solve, the
+intact-level window mean, block counts, the input checks' whole-block passes and crop codes.
+Each is an exact replacement of the array formulation it speeds up (tests compare them with
+``scipy.ndimage.gaussian_filter1d``, EDT thresholds, ``binary_fill_holes``, the true width,
+padded block sums, ``find_objects`` and ``np.where``), written for one particle's crop on one
+core: the per-particle pool, not threads, is the parallelism. Compiled on first use (about 7 s)
+and cached on disk (``cache=True``) next to this module, or in numba's user cache where that is
+read-only, so later runs and workers load the machine code.
 """
 
 from __future__ import annotations
@@ -335,45 +336,6 @@ def fill_holes(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
 
 
 # --------------------------------------------------------------------------------------------
-# mesh areas
-# --------------------------------------------------------------------------------------------
-
-
-@numba.njit(cache=True, boundscheck=False)
-def _triangle_areas(verts, faces, spacing, areas, corners):  # pragma: no cover - compiled
-    for t in range(faces.shape[0]):
-        a = faces[t, 0]
-        b = faces[t, 1]
-        c = faces[t, 2]
-        ux = verts[b, 0] - verts[a, 0]
-        uy = verts[b, 1] - verts[a, 1]
-        uz = verts[b, 2] - verts[a, 2]
-        vx = verts[c, 0] - verts[a, 0]
-        vy = verts[c, 1] - verts[a, 1]
-        vz = verts[c, 2] - verts[a, 2]
-        nx = uy * vz - uz * vy
-        ny = uz * vx - ux * vz
-        nz = ux * vy - uy * vx
-        areas[t] = 0.5 * math.sqrt(nx * nx + ny * ny + nz * nz)
-        for k in range(3):
-            low = min(verts[a, k], verts[b, k], verts[c, k])
-            corners[t, k] = int(math.floor(low / spacing + 1e-4)) + 1
-
-
-def triangle_areas(
-    verts: NDArray[np.floating], faces: NDArray[np.integer], spacing: float
-) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """Area of every triangle (float64) and its marching cube's upper corner (vertex min / spacing,
-    floored, + 1)."""
-    verts = np.ascontiguousarray(verts, dtype=np.float64)
-    faces = np.ascontiguousarray(faces, dtype=np.int64)
-    areas = np.empty(len(faces), dtype=np.float64)
-    corners = np.empty((len(faces), 3), dtype=np.int64)
-    _triangle_areas(verts, faces, float(spacing), areas, corners)
-    return areas, corners
-
-
-# --------------------------------------------------------------------------------------------
 # roughness: distance to the iso-surface of a smoothed mask
 # --------------------------------------------------------------------------------------------
 
@@ -392,16 +354,19 @@ def _solve_half_difference(u, g, h_max):  # pragma: no cover - compiled
     """h in [0, h_max] with (Phi(u + h) - Phi(u - h)) / 2 = g; h_max when g reaches F(h_max).
 
     Evaluated at -|u| (the equation is symmetric in u) so Phi's differences keep their
-    precision. Newton from the small-h start ``g / phi(u)`` (F(h) = h phi(u) + O(h^3)), kept in
-    the bracket [lo, hi] that every evaluation narrows (a step leaving it bisects it), until h
-    moves by at most 1e-9 h_max.
+    precision. Newton from the small-h start (the cubic Taylor expansion of F inverted by one
+    step), kept in the bracket [lo, hi] that every evaluation narrows (a step leaving it bisects
+    it), until h moves by at most 1e-9 h_max.
     """
     u = -abs(u)
-    if 0.5 * (_ndtr(u + h_max) - _ndtr(u - h_max)) <= g:
-        return h_max
     lo = 0.0
     hi = h_max
+    # start: F(h) = phi(u) (h + (u^2 - 1) h^3 / 6) + O(h^5), one Newton step on the cubic
     h = g / (_INV_SQRT2PI * math.exp(-0.5 * u * u))
+    c = (u * u - 1.0) / 6.0
+    denominator = 1.0 + 3.0 * c * h * h
+    if denominator > 0.5:
+        h -= c * h * h * h / denominator
     if not (0.0 < h < h_max):
         h = 0.5 * h_max
     for _ in range(200):
@@ -417,9 +382,11 @@ def _solve_half_difference(u, g, h_max):  # pragma: no cover - compiled
         if not (lo < step < hi):
             step = 0.5 * (lo + hi)
         if abs(step - h) <= 1e-9 * h_max:
-            return step
+            h = step
+            break
         h = step
-    return h
+    # no root below h_max (g at or above F(h_max)): the iterates climb to h_max
+    return h_max if h >= h_max * (1.0 - 1e-8) else h
 
 
 @numba.njit(cache=True, boundscheck=False)

@@ -510,6 +510,12 @@ def _attach(name: str, specs: tuple[tuple[tuple[int, ...], str, int], ...]) -> N
     _SHARED = (shm, arrays[0], arrays[1])
 
 
+def _inherit(lab: NDArray, vol: NDArray) -> None:
+    """Pool initializer of forked workers: the block is the parent's, inherited."""
+    global _SHARED
+    _SHARED = (None, lab, vol)
+
+
 def _run_chunk(
     chunk: list[_Task], params: LocalParams, geometry: _CropGeometry
 ) -> list[dict[str, Any]]:
@@ -645,8 +651,9 @@ def _run_tasks(
 ) -> list[dict[str, Any]]:
     """Evaluate the tasks in order, in-process or in a bounded process pool (``n_workers > 1``).
 
-    Pool workers map the block from one shared-memory copy and cut their own crops, so the
-    parent only sends labels and boxes: its work after the copy does not grow with the crops.
+    Pool workers cut their own crops from the block, so the parent only sends labels and
+    boxes. Forked workers (:func:`_pool_start_method`) inherit the block; otherwise they map
+    one shared-memory copy of it, made while they start.
     """
     rows: list[dict[str, Any]] = []
     n_total = len(tasks)
@@ -660,53 +667,42 @@ def _run_tasks(
 
     total_voxels = float(np.sum(crop_voxels))
     in_process = n_workers == 1 or n_total <= 1 or total_voxels < _MIN_POOL_VOXELS
-    if n_workers > 1 and not in_process:
-        need = lab.nbytes + vol.nbytes
-        for room, where, remedy in (
-            (_shared_memory_room(), _SHM_DIR, "enlarge /dev/shm"),
-            (_memory_room(), "memory (the job's limit or the machine)", "give the job more memory"),
-        ):
-            if room is not None and room < _SHM_HEADROOM * need:
-                # writing past a full /dev/shm (e.g. Docker's default 64 MB) is a SIGBUS, past
-                # the job's memory limit an OOM kill: neither is an exception, so do not try
-                logger.warning(
-                    "particle attributes: the pool needs %.3g GB of shared memory for a copy "
-                    "of the block, %s has %.3g GB free: computed in-process (%s to use %d "
-                    "workers)",
-                    need / 1e9,
-                    where,
-                    room / 1e9,
-                    remedy,
-                    n_workers,
-                )
-                in_process = True
-                break
-    elif n_workers > 1:
+    if n_workers > 1 and in_process:
         logger.info(
             "particle attributes: %.3g crop voxels, below %.3g: computed in-process",
             total_voxels,
             _MIN_POOL_VOXELS,
         )
-    if in_process:
+    method = None if in_process else _pool_start_method()
+    if method is not None and method != "fork" and not _room_for_a_copy(lab, vol, n_workers):
+        method = None
+    if method is None:
         for task in tasks:
             rows.append(_local_row(lab, vol, task, geometry, params))
             progress()
         return rows
 
     import multiprocessing
-    from collections import deque
     from concurrent.futures import ProcessPoolExecutor
 
-    # not fork: the caller may hold threads (dask, torch) that fork would copy locked. A fork
-    # server is a fresh single-threaded process that imports this module once and forks the
-    # workers from it (about 0.5 s a worker instead of 1-2 s for spawn); spawn where the
-    # platform has no fork server
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
+    if method == "fork":
+        # the workers inherit the block (copy-on-write pages that they only read): no copy of
+        # it, no imports and the kernels already loaded
+        with ProcessPoolExecutor(
+            max_workers=n_workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_inherit,
+            initargs=(lab, vol),
+        ) as pool:
+            _collect(pool, tasks, crop_voxels, params, geometry, n_workers, rows, progress)
+        return rows
+
+    # a fork server is a fresh single-threaded process that imports this module once and forks
+    # the workers from it (about 0.5 s a worker instead of 1-2 s for spawn); spawn where the
+    # platform has no fork server. The workers map one shared-memory copy of the block
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
         ctx.set_forkserver_preload([__name__])
-    else:
-        ctx = multiprocessing.get_context("spawn")
-    max_in_flight = 2 * n_workers  # bounds the results held at once
     with (
         _SharedBlock(np.ascontiguousarray(lab), np.ascontiguousarray(vol)) as block,
         ProcessPoolExecutor(
@@ -722,16 +718,86 @@ def _run_tasks(
         block.fill()
         for future in starting:
             future.result()
-        pending: deque = deque()
-        for chunk in _chunks(tasks, crop_voxels):
-            pending.append(pool.submit(_run_chunk, chunk, params, geometry))
-            if len(pending) >= max_in_flight:
-                rows.extend(pending.popleft().result())
-                progress()
-        while pending:
+        _collect(pool, tasks, crop_voxels, params, geometry, n_workers, rows, progress)
+    return rows
+
+
+#: Threads the pool may fork beside: zarr's I/O loop and thread pool, and the executor threads
+#: of asyncio loops (zarr's). zarr resets them in a forked child (``os.register_at_fork``) and
+#: the child never reads zarr; idle, they hold no lock the child could need.
+_FORK_SAFE_THREADS = ("zarr_io", "zarr_pool", "asyncio_")
+
+
+def _pool_start_method() -> str:
+    """How the pool starts its workers: ``fork`` on Linux from the main thread while no other
+    thread runs but zarr's I/O threads (the CLI and the workflow's jobs), else ``forkserver``
+    (or ``spawn`` where there is none).
+
+    Forking a process that holds other threads (dask, torch, a GUI) can copy a lock held by
+    one of them into the child, which then waits forever; a fork server is a fresh process.
+    """
+    import multiprocessing
+    import sys
+    import threading
+
+    main = threading.main_thread()
+    others = [t.name for t in threading.enumerate() if t is not main]
+    if (
+        sys.platform.startswith("linux")
+        and "fork" in multiprocessing.get_all_start_methods()
+        and threading.current_thread() is main
+        and all(name.startswith(_FORK_SAFE_THREADS) for name in others)
+    ):
+        return "fork"
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def _room_for_a_copy(lab: NDArray, vol: NDArray, n_workers: int) -> bool:
+    """Whether /dev/shm and the job's memory can hold the pool's shared copy of the block
+    (a warning says what to do where they cannot)."""
+    need = lab.nbytes + vol.nbytes
+    for room, where, remedy in (
+        (_shared_memory_room(), _SHM_DIR, "enlarge /dev/shm"),
+        (_memory_room(), "memory (the job's limit or the machine)", "give the job more memory"),
+    ):
+        if room is not None and room < _SHM_HEADROOM * need:
+            # writing past a full /dev/shm (e.g. Docker's default 64 MB) is a SIGBUS, past the
+            # job's memory limit an OOM kill: neither is an exception, so do not try
+            logger.warning(
+                "particle attributes: the pool needs %.3g GB of shared memory for a copy of "
+                "the block, %s has %.3g GB free: computed in-process (%s to use %d workers)",
+                need / 1e9,
+                where,
+                room / 1e9,
+                remedy,
+                n_workers,
+            )
+            return False
+    return True
+
+
+def _collect(
+    pool: Any,
+    tasks: Sequence[_Task],
+    crop_voxels: NDArray[np.float64],
+    params: LocalParams,
+    geometry: _CropGeometry,
+    n_workers: int,
+    rows: list[dict[str, Any]],
+    progress: Any,
+) -> None:
+    """Submit the tasks in chunks, at most 2 per worker in flight, and append the rows in order."""
+    from collections import deque
+
+    pending: deque = deque()
+    for chunk in _chunks(tasks, crop_voxels):
+        pending.append(pool.submit(_run_chunk, chunk, params, geometry))
+        if len(pending) >= 2 * n_workers:  # bounds the results held at once
             rows.extend(pending.popleft().result())
             progress()
-    return rows
+    while pending:
+        rows.extend(pending.popleft().result())
+        progress()
 
 
 def _positive(name: str, value: Any, *, allow_zero: bool = False) -> float:

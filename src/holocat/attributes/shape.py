@@ -7,7 +7,8 @@ Morphology never runs ``scipy.ndimage.binary_closing`` (SCIENCE.md §5, *Speed*)
 Euclidean ball ``{k : |k| <= r}`` is the set ``EDT(~m) <= r``; here it is computed exactly as
 the union of the mask's 1D dilations along x by the ball's chords, one chord per (dz, dy) row of
 the ball, OR-ed on bit-packed rows (64 voxels a word); erosion is the same with AND. Both, and
-the Gaussians of masks, are compiled kernels (:mod:`holocat.attributes._kernels`). Heavy fields
+the Gaussians of masks, are compiled kernels (:mod:`holocat.attributes._kernels`); surface
+areas are summed cube by cube without a mesh (:mod:`holocat.attributes._marching`). Heavy fields
 (Gaussians, marching cubes) run on the particle's bounding box, not on the whole crop; crack
 terms run on the bounding box of the crack voids only.
 """
@@ -28,16 +29,12 @@ from holocat.attributes._kernels import (
     fill_holes,
     gaussian_of_mask,
     iso_distances,
-    triangle_areas,
     window_mean,
 )
+from holocat.attributes._marching import mc_area, mc_area_change
 
 logger = logging.getLogger(__name__)
 
-#: Voxels of equivalent radius per marching-cubes step for the outer area: particles with
-#: r_eq >= 24 voxels are meshed on every 2nd sample of the smoothed field, r_eq >= 36 on every
-#: 3rd (measured area error of a ball <= 0.5 % for r_eq >= 12 samples; tests).
-_AREA_RADIUS_PER_STEP = 12.0
 #: Cap of the local profile width of the roughness distance, in units of sigma_r (the width
 #: diverges where the smoothed field is flat, e.g. mid-way across a thin crack).
 _MAX_WIDTH_SIGMAS = 4.0
@@ -160,48 +157,13 @@ def _touches(mask: NDArray[np.bool_], other: NDArray[np.bool_]) -> NDArray[np.bo
 # --------------------------------------------------------------------------------------------
 
 
-def smoothed(mask: NDArray[np.bool_], sigma_vox: float, *, step: int = 1) -> NDArray[np.float32]:
-    """Gaussian of ``mask`` (zero outside the array), sampled every ``step`` voxels per axis.
+def smoothed(mask: NDArray[np.bool_], sigma_vox: float) -> NDArray[np.float32]:
+    """Gaussian of ``mask`` (zero outside the array), float32.
 
-    Separable, each pass only on the samples the next passes need (``step = 3`` costs under a
-    third of the full-resolution filter, and the marching cubes 1/27); the pass along x sums the
-    kernel over the mask's runs (:func:`holocat.attributes._kernels.gaussian_of_mask`).
+    Separable; the pass along x sums the kernel over the mask's runs
+    (:func:`holocat.attributes._kernels.gaussian_of_mask`).
     """
-    return gaussian_of_mask(mask, sigma_vox, step)
-
-
-def _mesh_areas(
-    field: NDArray[np.float32], spacing: float = 1.0, mask: NDArray[np.bool_] | None = None
-) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
-    """Triangle areas of the level-0.5 marching-cubes mesh and each triangle's cube.
-
-    The cube is given by its upper corner (index of its (1, 1, 1) vertex), which is where
-    skimage tests ``mask``; with ``mask`` only those cubes are meshed. Empty when no cube
-    crosses the level.
-    """
-    from skimage.measure import marching_cubes
-
-    empty = np.zeros(0), np.zeros((0, 3), dtype=np.intp)
-    if not (field.max() > 0.5 and field.min() < 0.5):
-        return empty
-    # degenerate (zero-area) triangles add nothing to the area: keep them, skip their removal
-    try:
-        verts, faces, _, _ = marching_cubes(
-            field, level=0.5, spacing=(spacing,) * 3, allow_degenerate=True, mask=mask
-        )
-    except RuntimeError:  # no cube of the mask crosses the level
-        return empty
-    return triangle_areas(verts, faces, spacing)
-
-
-def iso_area(
-    field: NDArray[np.float32], spacing: float = 1.0, mask: NDArray[np.bool_] | None = None
-) -> float:
-    """Area of the level-0.5 iso-surface of ``field`` by marching cubes (0 if there is none).
-
-    With ``mask``, only the cubes whose upper corner lies in it are meshed (skimage's mask).
-    """
-    return float(_mesh_areas(field, spacing, mask)[0].sum())
+    return gaussian_of_mask(mask, sigma_vox, 1)
 
 
 def _gauss_reach(sigma_vox: float) -> int:
@@ -209,86 +171,27 @@ def _gauss_reach(sigma_vox: float) -> int:
     return int(_TRUNCATE * float(sigma_vox) + 0.5)
 
 
-def _area_step(n_voxels: int) -> int:
-    """Marching-cubes sampling step of the outer area (:data:`_AREA_RADIUS_PER_STEP`)."""
-    r_eq = (3.0 * n_voxels / (4.0 * math.pi)) ** (1.0 / 3.0)
-    return max(1, int(r_eq // _AREA_RADIUS_PER_STEP))
-
-
-def outer_area(filled: NDArray[np.bool_], sigma_vox: float, n_voxels: int) -> float:
-    """A(F) in voxel^2: marching cubes at 0.5 on F smoothed by ``sigma_vox`` (SCIENCE.md §5).
-
-    Large particles (equivalent radius >= 24 voxels) are meshed on every 2nd or 3rd sample of
-    the smoothed field (:data:`_AREA_RADIUS_PER_STEP`); ``filled`` must be the particle's
-    bounding box with a background margin of at least one voxel.
-    """
-    step = _area_step(n_voxels)
-    if step > 1:  # margin so the last sample on every axis lies beyond the surface
-        filled = np.pad(filled, step + 1)
-    return iso_area(smoothed(filled, sigma_vox, step=step), spacing=float(step))
-
-
 def surface_areas(
-    filled: NDArray[np.bool_], voids: NDArray[np.bool_], sigma_vox: float, n_voxels: int
+    filled: NDArray[np.bool_], voids: NDArray[np.bool_], sigma_vox: float
 ) -> tuple[float, float]:
     """(A(F), A(S) - A(F)) in voxel^2, S = F & ~voids (SurfaceOuter, SurfaceInner before max).
 
-    Small particles (one marching-cubes step) share F's smoothed field and mesh: A(S) - A(F)
-    is the S mesh around the voids (:func:`inner_area`'s cubes) minus F's triangles in the
-    same cubes. Larger ones mesh F coarsely (:func:`outer_area`) and call :func:`inner_area`.
+    A(F): marching cubes at level 0.5 on F smoothed by ``sigma_vox`` (SCIENCE.md §5), summed
+    without a mesh (:func:`holocat.attributes._marching.mc_area`). ``smoothed(S) = smoothed(F)
+    - smoothed(voids)``, and the smoothed voids vanish beyond the Gaussian's reach, where the
+    two surfaces coincide cube by cube: A(S) - A(F) sums the difference over the cubes that
+    see a smoothed void (:func:`~holocat.attributes._marching.mc_area_change`), on the voids'
+    bounding box grown by the reach + 2. ``filled`` must be the particle's bounding box with a
+    background margin of at least one voxel.
     """
-    if _area_step(n_voxels) > 1:
-        a_inner = inner_area(filled, voids, sigma_vox) if voids.any() else 0.0
-        return outer_area(filled, sigma_vox, n_voxels), a_inner
     f_field = smoothed(filled, sigma_vox)
-    areas, corner = _mesh_areas(f_field)
-    a_outer = float(areas.sum())
+    a_outer = mc_area(f_field)
     box = _bbox(voids)
     if box is None:
         return a_outer, 0.0
-    reach = _gauss_reach(sigma_vox)
-    lo = np.maximum(box[0] - reach - 2, 0)
-    hi = np.minimum(box[1] + reach + 2, filled.shape)
-    region = _box(lo, hi)
-    sub_voids = voids[region]
-    s_field = f_field[region] - smoothed(sub_voids, sigma_vox)
-    near = ndi.maximum_filter(sub_voids.view(np.uint8), size=2 * reach + 3, mode="constant")
-    near = near.view(bool)
-    local = corner - lo
-    inside = np.all((local >= 0) & (local < hi - lo), axis=1)
-    f_near = np.zeros(len(areas), dtype=bool)
-    f_near[inside] = near[tuple(local[inside].T)]
-    return a_outer, iso_area(s_field, mask=near) - float(areas[f_near].sum())
-
-
-def inner_area(
-    filled: NDArray[np.bool_],
-    voids: NDArray[np.bool_],
-    sigma_vox: float,
-) -> float:
-    """A(S) - A(F) in voxel^2 with S = F & ~voids, meshing only around the voids.
-
-    The smoothed fields differ by the smoothed voids, which vanish beyond the Gaussian's reach;
-    there marching cubes yields identical triangles for S and F, which cancel in the
-    difference. So both meshes are restricted to the cubes within the reach + 1 of a void
-    (on the voids' bounding box grown by the reach + 2), at full resolution, and
-    ``smoothed(S) = smoothed(F) - smoothed(voids)``.
-    """
-    box = _bbox(voids)
-    if box is None:
-        return 0.0
-    reach = _gauss_reach(sigma_vox)
-    lo = np.maximum(box[0] - reach - 2, 0)
-    hi = np.minimum(box[1] + reach + 2, filled.shape)
-    # smooth F on a box larger by the reach so the field is exact on [lo, hi)
-    plo = np.maximum(lo - reach, 0)
-    phi = np.minimum(hi + reach, filled.shape)
-    f_field = smoothed(filled[_box(plo, phi)], sigma_vox)[_box(lo - plo, hi - plo)]
-    sub_voids = voids[_box(lo, hi)]
-    s_field = f_field - smoothed(sub_voids, sigma_vox)
-    near = ndi.maximum_filter(sub_voids.view(np.uint8), size=2 * reach + 3, mode="constant")
-    near = near.view(bool)
-    return iso_area(s_field, mask=near) - iso_area(f_field, mask=near)
+    reach = _gauss_reach(sigma_vox) + 2
+    region = _box(np.maximum(box[0] - reach, 0), np.minimum(box[1] + reach, filled.shape))
+    return a_outer, mc_area_change(f_field[region], smoothed(voids[region], sigma_vox))
 
 
 def iso_distance(
@@ -640,7 +543,7 @@ def local_attributes(
         n_filled,
         params,
     )
-    area_outer, area_inner = surface_areas(filled, voids, params.smooth_sigma_vox, n_filled)
+    area_outer, area_inner = surface_areas(filled, voids, params.smooth_sigma_vox)
     area_outer *= s**2
     area_inner = max(area_inner * s**2, 0.0)
     if area_outer > 0:
