@@ -164,3 +164,20 @@ def test_simulated_electrode_damage_tracks_the_planted_truth():
     assert r >= 0.85
     # the voxel count of the exact labels is the truth itself
     np.testing.assert_allclose(t["DamageVoxels"], truth["damage"], atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 10, 1001])
+def test_median_in_place_is_numpys_median_and_keeps_the_upper_values(n):
+    from holocat.attributes.shape import _median_in_place
+
+    rng = np.random.default_rng(n)
+    for values in (rng.normal(size=n), rng.integers(0, 3, n).astype(np.float64)):  # and ties
+        work = values.copy()
+        median, upper = _median_in_place(work)
+        assert median == np.median(values)
+        assert np.shares_memory(upper, work) and upper.size == n - n // 2
+        np.testing.assert_array_equal(
+            np.sort(upper[upper > median]), np.sort(values[values > median])
+        )
+        np.testing.assert_array_equal(np.sort(work), np.sort(values))  # only reordered
+    assert np.isnan(_median_in_place(np.zeros(0))[0])

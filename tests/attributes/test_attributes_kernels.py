@@ -144,3 +144,30 @@ def test_count_nonfinite_counts_nan_and_inf(dtype):
     vol[0, 0, 0], vol[4, 5, 6], vol[2, 3, 1] = np.nan, np.inf, -np.inf
     assert count_nonfinite(vol) == 3
     assert count_nonfinite(vol[:, :, 1:]) == 2
+
+
+def _neighbour_any(a, fill):
+    """Whether any 6-neighbour is True, by padding (outside the array counts as ``fill``)."""
+    p = np.pad(a, 1, constant_values=fill)
+    return (
+        p[:-2, 1:-1, 1:-1]
+        | p[2:, 1:-1, 1:-1]
+        | p[1:-1, :-2, 1:-1]
+        | p[1:-1, 2:, 1:-1]
+        | p[1:-1, 1:-1, :-2]
+        | p[1:-1, 1:-1, 2:]
+    )
+
+
+@pytest.mark.parametrize("nx", [1, 5, 64])
+def test_boundary_and_wall_indices_equal_the_shifted_mask_definitions(nx):
+    from holocat.attributes._kernels import boundary_indices, wall_indices
+
+    for mask, wider in zip(_masks(nx), _masks(nx + 1), strict=True):
+        other = wider[..., :nx]  # another mask of the same shape
+        boundary = mask & _neighbour_any(~mask, True)
+        got = boundary_indices(mask)
+        np.testing.assert_array_equal(got, np.flatnonzero(boundary))
+        walls = mask & _neighbour_any(other, False)
+        got = wall_indices(mask, other)
+        np.testing.assert_array_equal(got, np.flatnonzero(walls))

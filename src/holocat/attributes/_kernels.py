@@ -81,11 +81,15 @@ def _field_pass_z(src, k, step, out):  # pragma: no cover - compiled
                 out[o, y, x] = k[0] * src[z, y, x]
         for j in range(1, r + 1):
             w = k[j]
-            if z + j < nz:
+            if z + j < nz and z - j >= 0:  # both taps at once: one pass over out
+                for y in range(ny):
+                    for x in range(nx):
+                        out[o, y, x] += w * (src[z + j, y, x] + src[z - j, y, x])
+            elif z + j < nz:
                 for y in range(ny):
                     for x in range(nx):
                         out[o, y, x] += w * src[z + j, y, x]
-            if z - j >= 0:
+            elif z - j >= 0:
                 for y in range(ny):
                     for x in range(nx):
                         out[o, y, x] += w * src[z - j, y, x]
@@ -127,15 +131,14 @@ def gaussian_of_mask(
 
 
 @numba.njit(cache=True, boundscheck=False)
-def _line_step(rows, erode):  # pragma: no cover - compiled
+def _line_step(rows, erode, out):  # pragma: no cover - compiled
     """One voxel of 1D dilation (OR) or erosion (AND) along x of rows packed in uint64 words.
 
     Bit i of word q is x = 64 q + i. Bits shifted in from beyond the row are 0, which is the
     background outside the array for erosion; for dilation, bits pushed beyond nx stay there
-    and are never unpacked.
+    and are never unpacked. ``out`` must not overlap ``rows``.
     """
     nz, ny, nw = rows.shape
-    out = np.empty_like(rows)
     one = np.uint64(1)
     top = np.uint64(63)
     for z in range(nz):
@@ -149,7 +152,20 @@ def _line_step(rows, erode):  # pragma: no cover - compiled
                 if q + 1 < nw:
                     down |= rows[z, y, q + 1] << top
                 out[z, y, q] = (w & up & down) if erode else (w | up | down)
-    return out
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _pack_rows(mask, out):  # pragma: no cover - compiled
+    """out[z, y, q] bit i = mask[z, y, 64 q + i] (0 beyond the row); ``mask`` as uint8."""
+    nz, ny, nx = mask.shape
+    for z in range(nz):
+        for y in range(ny):
+            for q in range(out.shape[2]):
+                word = np.uint64(0)
+                x0 = 64 * q
+                for i in range(min(64, nx - x0)):
+                    word |= np.uint64(mask[z, y, x0 + i]) << np.uint64(i)
+                out[z, y, q] = word
 
 
 @numba.njit(cache=True, boundscheck=False)
@@ -233,15 +249,18 @@ def ball_morphology(mask: NDArray[np.bool_], radius_vox: float, *, erode: bool) 
     widths, table = _chord_table(float(radius_vox))
     nz, ny, nx = mask.shape
     nw = -(-nx // 64)
-    padded = np.zeros((nz, ny, 64 * nw), dtype=np.bool_)
-    padded[..., :nx] = mask
-    rows = np.packbits(padded, axis=-1, bitorder="little").view(np.uint64)
+    # lines[i]: the rows dilated (eroded) along x by widths[i]; widths missing from the ball
+    # pass through two scratch buffers
     lines = np.empty((len(widths), nz, ny, nw), dtype=np.uint64)
-    for w in range(widths[-1] + 1):
-        if w > 0:
-            rows = _line_step(rows, erode)
-        if w in widths:
-            lines[widths.index(w)] = rows
+    scratch = [np.empty((nz, ny, nw), dtype=np.uint64) for _ in range(2)]
+    rows = lines[0] if widths[0] == 0 else scratch[0]
+    _pack_rows(mask.view(np.uint8), rows)
+    for w in range(1, widths[-1] + 1):
+        target = lines[widths.index(w)] if w in widths else scratch[w % 2]
+        if target is rows:  # two missing widths in a row: the other scratch buffer
+            target = scratch[(w + 1) % 2]
+        _line_step(rows, erode, target)
+        rows = target
     words = _combine_chords(lines, table, erode)
     return np.unpackbits(words.view(np.uint8), axis=-1, count=nx, bitorder="little").view(bool)
 
@@ -408,14 +427,13 @@ def inverse_half_difference(
 
 
 @numba.njit(cache=True, boundscheck=False)
-def _iso_distances(field, zs, ys, xs, u, g_max, h_max, cap, out):  # pragma: no cover - compiled
-    for i in range(zs.size):
-        z = zs[i]
-        y = ys[i]
-        x = xs[i]
-        gz = 0.5 * (np.float64(field[z + 1, y, x]) - field[z - 1, y, x])
-        gy = 0.5 * (np.float64(field[z, y + 1, x]) - field[z, y - 1, x])
-        gx = 0.5 * (np.float64(field[z, y, x + 1]) - field[z, y, x - 1])
+def _iso_distances(flat_field, strides, flat, u, g_max, h_max, cap, out):  # pragma: no cover
+    sz, sy = strides
+    for i in range(flat.size):
+        p = flat[i]
+        gz = 0.5 * (np.float64(flat_field[p + sz]) - flat_field[p - sz])
+        gy = 0.5 * (np.float64(flat_field[p + sy]) - flat_field[p - sy])
+        gx = 0.5 * (np.float64(flat_field[p + 1]) - flat_field[p - 1])
         g = min(math.sqrt(gz * gz + gy * gy + gx * gx), g_max)
         h = _solve_half_difference(u[i], g, h_max)
         width = 1.0 / max(h, 1e-300) if h * cap > 1.0 else cap
@@ -424,19 +442,24 @@ def _iso_distances(field, zs, ys, xs, u, g_max, h_max, cap, out):  # pragma: no 
 
 def iso_distances(
     field: NDArray[np.floating],
-    points: tuple[NDArray[np.intp], ...],
+    flat: NDArray[np.int64],
     u: NDArray[np.float64],
     g_max: float,
     h_max: float,
     cap: float,
 ) -> NDArray[np.float64]:
-    """``w u`` per point, w = 1 / h (at most ``cap``) with h solving the half difference of the
-    profile ``Phi(u)`` for the magnitude g (at most ``g_max``) of the field's central
-    differences at the point (:func:`holocat.attributes.shape.iso_distance`)."""
-    zs, ys, xs = (np.ascontiguousarray(p, dtype=np.int64) for p in points)
+    """``w u`` at the C-order flat indices ``flat`` of ``field``: w = 1 / h (at most ``cap``)
+    with h solving the half difference of the profile ``Phi(u)`` for the magnitude g (at most
+    ``g_max``) of the field's central differences there
+    (:func:`holocat.attributes.shape.iso_distance`). The points' 6-neighbours must lie inside
+    ``field``."""
+    field = np.ascontiguousarray(field)
+    nz, ny, nx = field.shape
+    flat = np.ascontiguousarray(flat, dtype=np.int64)
     u = np.ascontiguousarray(u, dtype=np.float64)
     out = np.empty(u.size, dtype=np.float64)
-    _iso_distances(field, zs, ys, xs, u, float(g_max), float(h_max), float(cap), out)
+    strides = (ny * nx, nx)
+    _iso_distances(field.ravel(), strides, flat, u, float(g_max), float(h_max), float(cap), out)
     return out
 
 
@@ -498,6 +521,77 @@ def block_counts(arr: NDArray, k: int) -> NDArray[np.int64]:
     out = np.zeros(tuple(-(-n // k) for n in arr.shape), dtype=np.int64)
     _count_nonzero_blocks(arr, int(k), out)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# boundary voxels
+# --------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _boundary(mask, out):  # pragma: no cover - compiled
+    """Write the flat indices of the mask voxels with a 6-neighbour outside the mask or the
+    array; return how many."""
+    nz, ny, nx = mask.shape
+    count = 0
+    for z in range(nz):
+        for y in range(ny):
+            on_face = z == 0 or z == nz - 1 or y == 0 or y == ny - 1
+            for x in range(nx):
+                if not mask[z, y, x]:
+                    continue
+                if (
+                    on_face
+                    or x == 0
+                    or x == nx - 1
+                    or not (
+                        mask[z, y, x - 1]
+                        and mask[z, y, x + 1]
+                        and mask[z, y - 1, x]
+                        and mask[z, y + 1, x]
+                        and mask[z - 1, y, x]
+                        and mask[z + 1, y, x]
+                    )
+                ):
+                    out[count] = (z * ny + y) * nx + x
+                    count += 1
+    return count
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _walls(mask, other, out):  # pragma: no cover - compiled
+    """Write the flat indices of the mask voxels with a 6-neighbour in ``other``; return how
+    many."""
+    nz, ny, nx = mask.shape
+    count = 0
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if mask[z, y, x] and (
+                    (x > 0 and other[z, y, x - 1])
+                    or (x + 1 < nx and other[z, y, x + 1])
+                    or (y > 0 and other[z, y - 1, x])
+                    or (y + 1 < ny and other[z, y + 1, x])
+                    or (z > 0 and other[z - 1, y, x])
+                    or (z + 1 < nz and other[z + 1, y, x])
+                ):
+                    out[count] = (z * ny + y) * nx + x
+                    count += 1
+    return count
+
+
+def boundary_indices(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """C-order flat indices (ascending) of the voxels of ``mask`` with a 6-neighbour outside it
+    (outside the array counts)."""
+    out = np.empty(mask.size, dtype=np.int64)
+    return out[: _boundary(mask, out)].copy()
+
+
+def wall_indices(mask: NDArray[np.bool_], other: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """C-order flat indices (ascending) of the voxels of ``mask`` with a 6-neighbour in
+    ``other`` (same shape)."""
+    out = np.empty(mask.size, dtype=np.int64)
+    return out[: _walls(mask, other, out)].copy()
 
 
 # --------------------------------------------------------------------------------------------

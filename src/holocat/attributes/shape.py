@@ -26,9 +26,11 @@ from scipy import ndimage as ndi
 from holocat.attributes._kernels import TRUNCATE as _TRUNCATE
 from holocat.attributes._kernels import (
     ball_morphology,
+    boundary_indices,
     fill_holes,
     gaussian_of_mask,
     iso_distances,
+    wall_indices,
     window_mean,
 )
 from holocat.attributes._marching import mc_area, mc_area_change
@@ -123,33 +125,15 @@ def close_and_fill(solid: NDArray[np.bool_], radius_vox: float) -> NDArray[np.bo
     return fill_holes(closed)
 
 
-def inner_boundary(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """Voxels of ``mask`` with at least one 6-neighbour outside it (outside the array counts)."""
-    interior = mask.copy()
-    for axis in range(mask.ndim):
-        lead = [slice(None)] * mask.ndim
-        trail = [slice(None)] * mask.ndim
-        lead[axis] = slice(1, None)
-        trail[axis] = slice(None, -1)
-        interior[tuple(lead)] &= mask[tuple(trail)]
-        interior[tuple(trail)] &= mask[tuple(lead)]
-        edge = [slice(None)] * mask.ndim
-        edge[axis] = [0, -1]
-        interior[tuple(edge)] = False
-    return mask & ~interior
+def inner_boundary(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """C-order flat indices of the voxels of ``mask`` with a 6-neighbour outside it (outside the
+    array counts)."""
+    return boundary_indices(mask)
 
 
-def _touches(mask: NDArray[np.bool_], other: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """Voxels of ``mask`` with a 6-neighbour in ``other``."""
-    near = np.zeros_like(mask)
-    for axis in range(mask.ndim):
-        lead = [slice(None)] * mask.ndim
-        trail = [slice(None)] * mask.ndim
-        lead[axis] = slice(1, None)
-        trail[axis] = slice(None, -1)
-        near[tuple(lead)] |= other[tuple(trail)]
-        near[tuple(trail)] |= other[tuple(lead)]
-    return mask & near
+def _touches(mask: NDArray[np.bool_], other: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """C-order flat indices of the voxels of ``mask`` with a 6-neighbour in ``other``."""
+    return wall_indices(mask, other)
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,7 +179,9 @@ def surface_areas(
 
 
 def iso_distance(
-    field: NDArray[np.float32], points: tuple[NDArray[np.intp], ...], sigma_vox: float
+    field: NDArray[np.float32],
+    points: tuple[NDArray[np.intp], ...] | NDArray[np.int64],
+    sigma_vox: float,
 ) -> NDArray[np.float64]:
     """Signed distance (voxels, > 0 inside) from voxel centres to the field's level-0.5 surface.
 
@@ -209,14 +195,23 @@ def iso_distance(
     voxel for sigma >= 2 (tests). Near a rough surface the local width keeps the distance
     geometric (a ripple of amplitude a is recovered to within 10 % for a <= 1.5 voxels at
     sigma_r = 3, tests). The width is capped at 4 sigma where the field is flat (mid-way
-    across a thin crack). The points' 6-neighbours must lie inside ``field``.
+    across a thin crack). ``points``: index arrays (z, y, x) or C-order flat indices; their
+    6-neighbours must lie inside ``field``.
     """
+    flat = points if isinstance(points, np.ndarray) else np.ravel_multi_index(points, field.shape)
+    return _iso_distance_at(field, flat, sigma_vox)
+
+
+def _iso_distance_at(
+    field: NDArray[np.float32], flat: NDArray[np.int64], sigma_vox: float
+) -> NDArray[np.float64]:
+    """:func:`iso_distance` at the C-order flat indices ``flat`` of ``field``."""
     from scipy.special import ndtri
 
-    z, y, x = points
-    u = ndtri(np.clip(field[z, y, x].astype(np.float64), 1e-7, 1.0 - 1e-7))
+    field = np.ascontiguousarray(field)
+    u = ndtri(np.clip(field.ravel()[flat].astype(np.float64), 1e-7, 1.0 - 1e-7))
     # h = 1 / w; w >= 0.25 voxel covers every Gaussian of sigma >= 0.5
-    return iso_distances(field, points, u, 0.5 - 1e-12, 4.0, _MAX_WIDTH_SIGMAS * sigma_vox)
+    return iso_distances(field, flat, u, 0.5 - 1e-12, 4.0, _MAX_WIDTH_SIGMAS * sigma_vox)
 
 
 def centred_rms(values: NDArray[np.float64]) -> float:
@@ -244,9 +239,9 @@ def roughness(
     box with a background margin of at least two voxels.
     """
     f_field = smoothed(filled, sigma_vox)
-    rough_outer = centred_rms(iso_distance(f_field, np.nonzero(inner_boundary(filled)), sigma_vox))
+    rough_outer = centred_rms(_iso_distance_at(f_field, inner_boundary(filled), sigma_vox))
     walls = _touches(solid, voids)
-    if not walls.any():
+    if walls.size == 0:
         return rough_outer, 0.0
     # smoothed S = smoothed F - smoothed voids, the latter on the voids' box only
     box = _bbox(voids)
@@ -255,7 +250,7 @@ def roughness(
     hi = np.minimum(box[1] + reach, filled.shape)
     s_field = f_field.copy()
     s_field[_box(lo, hi)] -= smoothed(voids[_box(lo, hi)], sigma_vox)
-    rough_inner = centred_rms(iso_distance(s_field, np.nonzero(walls), sigma_vox))
+    rough_inner = centred_rms(_iso_distance_at(s_field, walls, sigma_vox))
     return rough_outer, rough_inner
 
 
@@ -337,6 +332,21 @@ _INTACT_MAX_ITER = 8
 _MAD_SIGMA = 0.6744897501960817
 
 
+def _median_in_place(values: NDArray[np.floating]) -> tuple[float, NDArray[np.floating]]:
+    """(median, upper part): ``np.median(values)`` by partitioning ``values`` in place (no
+    copy); the upper part is the view ``values[n // 2:]``, which holds every value above the
+    median. Empty input gives NaN."""
+    n = values.size
+    if n == 0:
+        return math.nan, values
+    k = n // 2
+    if n % 2:
+        values.partition(k)
+        return float(values[k]), values[k:]
+    values.partition((k - 1, k))
+    return float((values[k - 1] + values[k]) / 2), values[k:]
+
+
 def intact_level(values: NDArray[np.float64]) -> float:
     """Grey level of a particle's intact solid from its core values, robust to its cracks.
 
@@ -346,13 +356,13 @@ def intact_level(values: NDArray[np.float64]) -> float:
     (``sigma = median(v - m | v > m) / 0.6745``, which the lower tail does not reach), then the
     mean over the symmetric window ``|v - ref| < 2 sigma`` is iterated from the median. For
     symmetric noise the window mean is unbiased, and the tail beyond 2 sigma below no longer
-    counts. Falls back to the median when the spread is 0.
+    counts. Falls back to the median when the spread is 0. Reorders ``values``.
     """
-    ref = float(np.median(values))
-    above = values[values > ref]
+    ref, upper = _median_in_place(values)
+    above = upper[upper > ref]
     if above.size == 0:
         return ref
-    half_width = _INTACT_WINDOW_SIGMAS * float(np.median(above - ref)) / _MAD_SIGMA
+    half_width = _INTACT_WINDOW_SIGMAS * _median_in_place(above - ref)[0] / _MAD_SIGMA
     if not half_width > 0:
         return ref
     return float(window_mean(values, ref, half_width, _INTACT_MAX_ITER, 1e-3 * half_width))
@@ -382,7 +392,7 @@ def partial_volume_damage(
         sample = matrix_values[np.isfinite(matrix_values)]
         if sample.size == 0:
             return math.nan
-        void = float(np.median(sample))
+        void = _median_in_place(sample)[0]
     else:
         void = float(void_level)
     values = core_values.astype(np.float64)
@@ -476,7 +486,7 @@ def _contact(
         return 0.0
     near_other = dilate_ball(sub_others, gap_vox)
     boundary = inner_boundary(filled_crop[_box(lo, hi)])
-    return float(np.mean(near_other[boundary]))
+    return float(np.mean(near_other.ravel()[boundary]))
 
 
 def local_attributes(
