@@ -171,3 +171,18 @@ def test_boundary_and_wall_indices_equal_the_shifted_mask_definitions(nx):
         walls = mask & _neighbour_any(other, False)
         got = wall_indices(mask, other)
         np.testing.assert_array_equal(got, np.flatnonzero(walls))
+
+
+@pytest.mark.parametrize("nx", [1, 5, 64, 130])
+def test_mask_box_is_the_bounding_box(nx):
+    from holocat.attributes._kernels import mask_box
+
+    for mask in _masks(nx):
+        for m in (mask, mask[:, ::-1], mask[1:, :, : max(1, nx - 2)]):  # and strided views
+            got = mask_box(m)
+            if not m.any():
+                assert got is None
+                continue
+            idx = np.nonzero(m)
+            np.testing.assert_array_equal(got[0], [i.min() for i in idx])
+            np.testing.assert_array_equal(got[1], [i.max() + 1 for i in idx])

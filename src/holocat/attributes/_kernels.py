@@ -580,6 +580,43 @@ def _walls(mask, other, out):  # pragma: no cover - compiled
     return count
 
 
+@numba.njit(cache=True, boundscheck=False)
+def _mask_box(mask, box):  # pragma: no cover - compiled
+    """box = (z0, y0, x0, z1, y1, x1) of the True voxels (half-open); z0 = -1 when none."""
+    nz, ny, nx = mask.shape
+    for z in range(nz):
+        for y in range(ny):
+            first = -1
+            for x in range(nx):
+                if mask[z, y, x]:
+                    first = x
+                    break
+            if first < 0:
+                continue
+            last = first
+            for x in range(nx - 1, first, -1):
+                if mask[z, y, x]:
+                    last = x
+                    break
+            if box[0] < 0:
+                box[0], box[1], box[2] = z, y, first
+                box[3], box[4], box[5] = z + 1, y + 1, last + 1
+            else:
+                box[1] = min(box[1], y)
+                box[2] = min(box[2], first)
+                box[3] = z + 1
+                box[4] = max(box[4], y + 1)
+                box[5] = max(box[5], last + 1)
+
+
+def mask_box(mask: NDArray[np.bool_]) -> tuple[NDArray[np.int64], NDArray[np.int64]] | None:
+    """(lo, hi) half-open (z, y, x) index box of a 3D mask's True voxels, or None when empty
+    (one pass; a row is scanned from both ends to its first and last True voxel)."""
+    box = np.full(6, -1, dtype=np.int64)
+    _mask_box(mask, box)
+    return None if box[0] < 0 else (box[:3], box[3:])
+
+
 def boundary_indices(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
     """C-order flat indices (ascending) of the voxels of ``mask`` with a 6-neighbour outside it
     (outside the array counts)."""

@@ -466,7 +466,8 @@ def _crop(
     """A particle's padded crop: codes (SELF / OTHER / BACKGROUND), grey values, origin.
 
     The volume crop is NaN where the padding leaves the block (never part of the matrix
-    sample); the origin is the full-volume index of the crop's first voxel.
+    sample), and a view of the block where it does not; the origin is the full-volume index of
+    the crop's first voxel.
     """
     label, box = task
     pad = geometry.pad
@@ -480,8 +481,12 @@ def _crop(
     block_labels = lab[src]
     codes = np.zeros(size, dtype=np.uint8)
     code_labels(block_labels, label, SELF, OTHER, codes[dst])
-    vol_crop = np.full(size, np.nan, dtype=np.dtype(geometry.crop_dtype))
-    vol_crop[dst] = vol[src]
+    crop_dtype = np.dtype(geometry.crop_dtype)
+    if np.array_equal(clo, lo) and np.array_equal(chi, hi) and vol.dtype == crop_dtype:
+        vol_crop = vol[src]  # inside the block: a view, only read
+    else:
+        vol_crop = np.full(size, np.nan, dtype=crop_dtype)
+        vol_crop[dst] = vol[src]
     origin = tuple(int(v) for v in lo + np.asarray(geometry.offset))
     return codes, vol_crop, origin  # type: ignore[return-value]
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage as ndi
 
 from holocat.attributes._kernels import TRUNCATE as _TRUNCATE
 from holocat.attributes._kernels import (
@@ -30,6 +29,7 @@ from holocat.attributes._kernels import (
     fill_holes,
     gaussian_of_mask,
     iso_distances,
+    mask_box,
     wall_indices,
     window_mean,
 )
@@ -96,15 +96,7 @@ def erode_ball(mask: NDArray[np.bool_], radius_vox: float) -> NDArray[np.bool_]:
 
 def _bbox(mask: NDArray[np.bool_]) -> tuple[NDArray[np.int64], NDArray[np.int64]] | None:
     """(lo, hi) half-open index box of a mask's True voxels, or None when empty."""
-    lo, hi = [], []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        idx = np.flatnonzero(mask.any(axis=other))
-        if idx.size == 0:
-            return None
-        lo.append(idx[0])
-        hi.append(idx[-1] + 1)
-    return np.array(lo, dtype=np.int64), np.array(hi, dtype=np.int64)
+    return mask_box(mask)
 
 
 def _box(lo, hi) -> tuple[slice, ...]:
@@ -437,7 +429,7 @@ def _chemistry(
     """EDensity, its standard deviation and Homogeneity over S (or S eroded by one voxel)."""
     support = solid
     if erode:
-        eroded = ndi.binary_erosion(solid)  # ball of radius 1 = the 6-neighbourhood
+        eroded = erode_ball(solid, 1.0)  # the ball of radius 1 is the 6-neighbourhood
         if eroded.any():
             support = eroded
         else:
