@@ -163,6 +163,28 @@ def test_pdensity_matches_brute_force_with_clipping_and_sample_mask():
             assert np.isnan(gs)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.uint64])
+def test_pdensity_by_slices_equals_the_3d_table(dtype):
+    from holocat.attributes.neighbours import _pdensity_by_slices
+
+    rng = np.random.default_rng(4)
+    shape = (17, 26, 31)
+    labels = (rng.integers(0, 6, shape) * (rng.random(shape) < 0.5)).astype(dtype)
+    sample = np.ones(shape, dtype=bool)
+    sample[:, 20:, :] = False
+    cents = rng.uniform(-2, np.array(shape) + 2, size=(30, 3))
+    for mask in (None, sample):
+        occupied = labels > 0 if mask is None else (labels > 0) & mask
+        expected = pdensity(
+            cents,
+            summed_area_table(occupied),
+            7.0,
+            sample_sat=None if mask is None else summed_area_table(mask),
+        )
+        got = _pdensity_by_slices(labels, cents, 7.0, sample_mask=mask)
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_add_pdensity_from_a_downsampled_table(random_balls):
     labels, volume = random_balls
     s, cube_um = 0.5, 16.0

@@ -512,6 +512,39 @@ def _count_nonzero_blocks(arr, k, out):  # pragma: no cover - compiled
                 out[bz, by, bx] += c
 
 
+@numba.njit(cache=True, boundscheck=False)
+def _plane_table(plane, table):  # pragma: no cover - compiled
+    ny, nx = plane.shape
+    for y in range(ny):
+        run = 0
+        for x in range(nx):
+            run += plane[y, x] != 0
+            table[y + 1, x + 1] = table[y, x + 1] + run
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _plane_table_inside(plane, inside, table):  # pragma: no cover - compiled
+    ny, nx = plane.shape
+    for y in range(ny):
+        run = 0
+        for x in range(nx):
+            run += plane[y, x] != 0 and inside[y, x]
+            table[y + 1, x + 1] = table[y, x + 1] + run
+
+
+def plane_summed_area_table(
+    plane: NDArray, inside: NDArray[np.bool_] | None, table: NDArray[np.int64]
+) -> None:
+    """``table[1:, 1:]`` = 2D summed-area table of ``(plane != 0) & inside`` (``inside`` None:
+    everywhere); row 0 and column 0 of ``table`` must be 0 (one pass, no temporaries)."""
+    if plane.dtype == np.bool_:
+        plane = plane.view(np.uint8)
+    if inside is None:
+        _plane_table(plane, table)
+    else:
+        _plane_table_inside(plane, inside.view(np.uint8), table)
+
+
 def block_counts(arr: NDArray, k: int) -> NDArray[np.int64]:
     """Nonzero voxels of ``arr`` per ``k x k x k`` block (the last block of an axis may be
     partial), in one pass without padding or temporaries."""

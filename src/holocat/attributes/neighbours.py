@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from holocat.attributes._kernels import block_counts
+from holocat.attributes._kernels import block_counts, plane_summed_area_table
 from holocat.attributes.definitions import _order_columns
 
 __all__ = ["summed_area_table", "pdensity", "add_pdensity", "neighbour_attributes"]
@@ -221,18 +221,12 @@ def _pdensity_by_slices(
     numerator = np.zeros(n, dtype=np.int64)
     denominator = np.zeros(n, dtype=np.int64)
     _, ny, nx = labels.shape
-    # a slice holds < 2^31 voxels: int32 counts halve the memory traffic of the two cumsums
-    table = np.zeros((ny + 1, nx + 1), dtype=np.int32 if ny * nx < 2**31 else np.int64)
+    table = np.zeros((ny + 1, nx + 1), dtype=np.int64)
 
-    def rect_sums(mask2d: NDArray[np.bool_], rows: NDArray[np.intp]) -> NDArray[np.int64]:
-        np.cumsum(mask2d, axis=0, dtype=table.dtype, out=table[1:, 1:])
-        np.cumsum(table[1:, 1:], axis=1, out=table[1:, 1:])
+    def rect_sums(rows: NDArray[np.intp]) -> NDArray[np.int64]:
         y0, x0 = lo[rows, 1], lo[rows, 2]
         y1, x1 = hi[rows, 1], hi[rows, 2]
-        corners = [
-            table[a, b].astype(np.int64) for a, b in ((y1, x1), (y0, x1), (y1, x0), (y0, x0))
-        ]
-        return corners[0] - corners[1] - corners[2] + corners[3]
+        return table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
 
     z_start = int(lo[:, 0].min()) if n else 0
     z_stop = int(hi[:, 0].max()) if n else 0
@@ -240,12 +234,12 @@ def _pdensity_by_slices(
         rows = np.flatnonzero((lo[:, 0] <= z) & (z < hi[:, 0]))
         if rows.size == 0:
             continue
-        occupied = labels[z] > 0
-        if sample_mask is not None:
-            inside = sample_mask[z]
-            occupied &= inside
-            denominator[rows] += rect_sums(inside, rows)
-        numerator[rows] += rect_sums(occupied, rows)
+        inside = None if sample_mask is None else sample_mask[z]
+        if inside is not None:
+            plane_summed_area_table(inside, None, table)
+            denominator[rows] += rect_sums(rows)
+        plane_summed_area_table(labels[z], inside, table)
+        numerator[rows] += rect_sums(rows)
     if sample_mask is None:
         denominator = np.prod(hi - lo, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
