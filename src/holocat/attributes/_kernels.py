@@ -173,33 +173,50 @@ def _combine_chords(lines, chords, erode):  # pragma: no cover - compiled
     """OR (AND) over the ball's rows of the 1D-dilated (eroded) rows shifted by (dz, dy).
 
     ``lines[i]`` is the mask dilated (eroded) along x by width index i; ``chords`` holds (dz,
-    dy, width index) per row of the ball. For erosion a row with any chord source outside the
-    array is background (the outside counts as 0).
+    dy, width index) for the rows of the ball with dz >= 0 (the ball is symmetric in dz). The
+    rows of each slice dz = d are combined once into ``planes[d]`` (a 2D disk's (y, x)
+    dilation of every plane), which then serves dz = +d and -d. For erosion a row with any
+    chord source outside the array is background (the outside counts as 0).
     """
     _, nz, ny, nw = lines.shape
     flat = lines.reshape((lines.shape[0], nz, ny * nw))
-    out = np.empty((nz, ny * nw), np.uint64)
-    out[:] = ~np.uint64(0) if erode else np.uint64(0)
+    identity = ~np.uint64(0) if erode else np.uint64(0)
     reach_z = 0
     reach_y = 0
     for c in range(chords.shape[0]):
-        dz = chords[c, 0]
+        reach_z = max(reach_z, chords[c, 0])
+        reach_y = max(reach_y, abs(chords[c, 1]))
+    planes = np.empty((reach_z + 1, nz, ny * nw), np.uint64)
+    planes[:] = identity
+    for c in range(chords.shape[0]):
+        d = chords[c, 0]
         dy = chords[c, 1]
         wi = chords[c, 2]
-        reach_z = max(reach_z, abs(dz))
-        reach_y = max(reach_y, abs(dy))
         n = (ny - abs(dy)) * nw
         o0 = max(0, dy) * nw
         s0 = max(0, -dy) * nw
-        for z in range(max(0, dz), min(nz, nz + dz)):
-            src = flat[wi, z - dz]
-            dst = out[z]
+        for z in range(nz):
+            src = flat[wi, z]
+            dst = planes[d, z]
             if erode:
                 for i in range(n):
                     dst[o0 + i] &= src[s0 + i]
             else:
                 for i in range(n):
                     dst[o0 + i] |= src[s0 + i]
+    out = np.empty((nz, ny * nw), np.uint64)
+    out[:] = identity
+    for dz in range(-reach_z, reach_z + 1):
+        d = abs(dz)
+        for z in range(max(0, dz), min(nz, nz + dz)):
+            src = planes[d, z - dz]
+            dst = out[z]
+            if erode:
+                for i in range(ny * nw):
+                    dst[i] &= src[i]
+            else:
+                for i in range(ny * nw):
+                    dst[i] |= src[i]
     out3 = out.reshape((nz, ny, nw))
     if erode:
         out3[:reach_z] = 0
@@ -229,11 +246,12 @@ def ball_chords(radius_vox: float) -> tuple[tuple[int, int, int], ...]:
 
 @lru_cache(maxsize=32)
 def _chord_table(radius_vox: float) -> tuple[tuple[int, ...], NDArray[np.int64]]:
-    """(distinct widths, (dz, dy, width index) rows) of the ball."""
+    """(distinct widths, (dz, dy, width index) rows with dz >= 0) of the ball; the rows with
+    dz < 0 mirror them."""
     chords = ball_chords(radius_vox)
     widths = tuple(sorted({w for _, _, w in chords}))
     index = {w: i for i, w in enumerate(widths)}
-    table = np.array([(dz, dy, index[w]) for dz, dy, w in chords], dtype=np.int64)
+    table = np.array([(dz, dy, index[w]) for dz, dy, w in chords if dz >= 0], dtype=np.int64)
     return widths, table
 
 
