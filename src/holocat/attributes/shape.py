@@ -139,7 +139,7 @@ def smoothed(mask: NDArray[np.bool_], sigma_vox: float) -> NDArray[np.float32]:
     Separable; the pass along x sums the kernel over the mask's runs
     (:func:`holocat.attributes._kernels.gaussian_of_mask`).
     """
-    return gaussian_of_mask(mask, sigma_vox, 1)
+    return gaussian_of_mask(mask, sigma_vox)
 
 
 def _gauss_reach(sigma_vox: float) -> int:
