@@ -200,9 +200,14 @@ def _crossing(v, e, tables):  # pragma: no cover - compiled
     ``t = (level - f_a) / (f_b - f_a)``, from the values minus the level ``v``."""
     a = tables.edge_corners[e, 0]
     t = v[a] / (v[a] - v[tables.edge_corners[e, 1]])
-    start = tables.edge_start[e]
-    step = tables.edge_step[e]
-    return start[0] + t * step[0], start[1] + t * step[1], start[2] + t * step[2]
+    start = tables.edge_start
+    step = tables.edge_step
+    # scalar indexing: a row view per crossing would cost reference counting
+    return (
+        start[e, 0] + t * step[e, 0],
+        start[e, 1] + t * step[e, 1],
+        start[e, 2] + t * step[e, 2],
+    )
 
 
 @numba.njit(cache=True, boundscheck=False, inline="always")
