@@ -1,11 +1,14 @@
 """Compiled (numba) kernels of the particle attributes.
 
-Gaussians of masks, Euclidean-ball morphology, hole filling, the roughness width solve, the
-intact-level window mean, block counts, the input checks' whole-block passes and crop codes.
-Each is an exact replacement of the array formulation it speeds up (tests compare them with
+Gaussians of masks, Euclidean-ball morphology, hole filling, the roughness width solve,
+boundary and crack-wall voxels, bounding boxes, the intact-level window mean, block counts and
+per-slice area tables, the input checks' whole-block passes and crop codes. Each is an exact
+replacement of the array formulation it speeds up (tests compare them with
 ``scipy.ndimage.gaussian_filter1d``, EDT thresholds, ``binary_fill_holes``, the true width,
-padded block sums, ``find_objects`` and ``np.where``), written for one particle's crop on one
-core: the per-particle pool, not threads, is the parallelism. Compiled on first use (about 7 s)
+shifted-mask definitions, ``np.nonzero``, padded block sums, ``find_objects`` and
+``np.where``), written for one particle's crop on one core: the per-particle pool, not threads,
+is the parallelism. Hot loops index from 0 (numba then knows the index is not negative and
+vectorises them). Compiled on first use (about 18 s for these and the marching-cubes kernels)
 and cached on disk (``cache=True``) next to this module, or in numba's user cache where that is
 read-only, so later runs and workers load the machine code.
 """
