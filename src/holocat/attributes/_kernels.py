@@ -542,22 +542,12 @@ def _count_nonzero_blocks(arr, k, out):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, boundscheck=False)
-def _plane_table(plane, table):  # pragma: no cover - compiled
+def _plane_table(plane, inside, masked, table):  # pragma: no cover - compiled
     ny, nx = plane.shape
     for y in range(ny):
         run = 0
         for x in range(nx):
-            run += plane[y, x] != 0
-            table[y + 1, x + 1] = table[y, x + 1] + run
-
-
-@numba.njit(cache=True, boundscheck=False)
-def _plane_table_inside(plane, inside, table):  # pragma: no cover - compiled
-    ny, nx = plane.shape
-    for y in range(ny):
-        run = 0
-        for x in range(nx):
-            run += plane[y, x] != 0 and inside[y, x]
+            run += plane[y, x] != 0 and (not masked or inside[y, x] != 0)
             table[y + 1, x + 1] = table[y, x + 1] + run
 
 
@@ -568,10 +558,10 @@ def plane_summed_area_table(
     everywhere); row 0 and column 0 of ``table`` must be 0 (one pass, no temporaries)."""
     if plane.dtype == np.bool_:
         plane = plane.view(np.uint8)
-    if inside is None:
-        _plane_table(plane, table)
+    if inside is None:  # an empty placeholder, never read
+        _plane_table(plane, np.zeros((0, 0), np.uint8), False, table)
     else:
-        _plane_table_inside(plane, inside.view(np.uint8), table)
+        _plane_table(plane, inside.view(np.uint8), True, table)
 
 
 def block_counts(arr: NDArray, k: int) -> NDArray[np.int64]:
@@ -667,6 +657,21 @@ def _walls(mask, other, out):  # pragma: no cover - compiled
     return count
 
 
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _extend_box(box, z, y, x0, x1):  # pragma: no cover - compiled
+    """Grow box = (z0, y0, x0, z1, y1, x1) (half-open; z0 = -1: empty) by the run [x0, x1) of
+    row (z, y); rows come in increasing z, so z0 is the first z seen and z1 the last + 1."""
+    if box[0] < 0:
+        box[0], box[1], box[2] = z, y, x0
+        box[3], box[4], box[5] = z + 1, y + 1, x1
+    else:
+        box[1] = min(box[1], y)
+        box[2] = min(box[2], x0)
+        box[3] = z + 1
+        box[4] = max(box[4], y + 1)
+        box[5] = max(box[5], x1)
+
+
 @numba.njit(cache=True, boundscheck=False)
 def _mask_box(mask, box):  # pragma: no cover - compiled
     """box = (z0, y0, x0, z1, y1, x1) of the nonzero voxels of a uint8 array (half-open); z0 =
@@ -682,15 +687,7 @@ def _mask_box(mask, box):  # pragma: no cover - compiled
             last = nx - 1
             while not mask[z, y, last]:
                 last -= 1
-            if box[0] < 0:
-                box[0], box[1], box[2] = z, y, first
-                box[3], box[4], box[5] = z + 1, y + 1, last + 1
-            else:
-                box[1] = min(box[1], y)
-                box[2] = min(box[2], first)
-                box[3] = z + 1
-                box[4] = max(box[4], y + 1)
-                box[5] = max(box[5], last + 1)
+            _extend_box(box, z, y, first, last + 1)
 
 
 def mask_box(mask: NDArray[np.bool_]) -> tuple[NDArray[np.int64], NDArray[np.int64]] | None:
@@ -769,16 +766,7 @@ def _label_boxes(lab, boxes):  # pragma: no cover - compiled
                 start = x
                 while x < nx and lab[z, y, x] == v:
                     x += 1
-                b = boxes[v - 1]
-                if b[0] < 0:
-                    b[0], b[1], b[2] = z, y, start
-                    b[3], b[4], b[5] = z + 1, y + 1, x
-                else:
-                    b[1] = min(b[1], y)
-                    b[2] = min(b[2], start)
-                    b[3] = z + 1
-                    b[4] = max(b[4], y + 1)
-                    b[5] = max(b[5], x)
+                _extend_box(boxes[v - 1], z, y, start, x)
 
 
 def label_range(lab: NDArray[np.integer]) -> tuple[int, int]:
