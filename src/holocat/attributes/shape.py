@@ -94,11 +94,6 @@ def erode_ball(mask: NDArray[np.bool_], radius_vox: float) -> NDArray[np.bool_]:
     return ball_morphology(mask, radius_vox, erode=True)
 
 
-def _bbox(mask: NDArray[np.bool_]) -> tuple[NDArray[np.int64], NDArray[np.int64]] | None:
-    """(lo, hi) half-open index box of a mask's True voxels, or None when empty."""
-    return mask_box(mask)
-
-
 def _box(lo, hi) -> tuple[slice, ...]:
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
 
@@ -115,17 +110,6 @@ def close_and_fill(solid: NDArray[np.bool_], radius_vox: float) -> NDArray[np.bo
     if radius_vox >= 1.0:
         closed = erode_ball(dilate_ball(solid, radius_vox), radius_vox) | solid
     return fill_holes(closed)
-
-
-def inner_boundary(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
-    """C-order flat indices of the voxels of ``mask`` with a 6-neighbour outside it (outside the
-    array counts)."""
-    return boundary_indices(mask)
-
-
-def _touches(mask: NDArray[np.bool_], other: NDArray[np.bool_]) -> NDArray[np.int64]:
-    """C-order flat indices of the voxels of ``mask`` with a 6-neighbour in ``other``."""
-    return wall_indices(mask, other)
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,7 +146,7 @@ def surface_areas(
     """
     f_field = smoothed(filled, sigma_vox)
     a_outer = mc_area(f_field)
-    box = _bbox(voids)
+    box = mask_box(voids)
     if box is None:
         return a_outer, 0.0
     reach = _gauss_reach(sigma_vox) + 2
@@ -231,12 +215,12 @@ def roughness(
     box with a background margin of at least two voxels.
     """
     f_field = smoothed(filled, sigma_vox)
-    rough_outer = centred_rms(_iso_distance_at(f_field, inner_boundary(filled), sigma_vox))
-    walls = _touches(solid, voids)
+    rough_outer = centred_rms(_iso_distance_at(f_field, boundary_indices(filled), sigma_vox))
+    walls = wall_indices(solid, voids)
     if walls.size == 0:
         return rough_outer, 0.0
     # smoothed S = smoothed F - smoothed voids, the latter on the voids' box only
-    box = _bbox(voids)
+    box = mask_box(voids)
     reach = _gauss_reach(sigma_vox) + 2
     lo = np.maximum(box[0] - reach, 0)
     hi = np.minimum(box[1] + reach, filled.shape)
@@ -477,7 +461,7 @@ def _contact(
     if not sub_others.any():
         return 0.0
     near_other = dilate_ball(sub_others, gap_vox)
-    boundary = inner_boundary(filled_crop[_box(lo, hi)])
+    boundary = boundary_indices(filled_crop[_box(lo, hi)])
     return float(np.mean(near_other.ravel()[boundary]))
 
 
@@ -516,7 +500,7 @@ def local_attributes(
     filled_crop = close_and_fill(solid_crop, params.r_close_vox)
 
     # F's bounding box with a 2-voxel background margin (gradients of the smoothed fields)
-    box_lo, box_hi = _bbox(filled_crop)
+    box_lo, box_hi = mask_box(filled_crop)
     lo = np.maximum(box_lo - 2, 0)
     hi = np.minimum(box_hi + 2, filled_crop.shape)
     pad_lo = 2 - (box_lo - lo)
